@@ -24,7 +24,9 @@ class DataError(MovieRecsError):
 
     exit_status = 3
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None
+    ):
         if path is not None and line is not None:
             message = f"{path} line {line}: {message}"
         elif path is not None:

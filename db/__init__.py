@@ -1,0 +1,1 @@
+"""Database layer: tables, engines, migrations and bulk reads and writes."""

@@ -1,0 +1,391 @@
+"""Command line: parse arguments, load settings, set up logging, call one function.
+
+Results for people go to stdout, logs to stderr. Every error of the product's
+family becomes one line on stderr and its documented exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from db import migrate
+from db.engine import InvalidDatabaseURL, make_engine, mask_url
+from jobs import __version__, demo, favorites, published
+from jobs.config import Settings, load_settings
+from jobs.errors import ConfigError, DatabaseError, MovieRecsError
+from jobs.ingest import ingest
+from jobs.logs import configure_logging
+from jobs.run import run_once
+
+log = logging.getLogger("jobs")
+
+EXIT_STATUSES = """exit statuses:
+  0  success
+  1  unexpected failure (a bug; rerun with --verbose for the traceback)
+  2  invalid usage or configuration
+  3  invalid input data (file, line and value are named)
+  4  nothing to do: the database has no ratings or favorites to train on
+  5  another run holds the run lock
+  6  database unreachable, failing, or its schema not up to date
+  7  training failed (for example diverged); the previous lists stay published
+"""
+
+Command = Callable[[argparse.Namespace, Settings, TextIO], None]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(verbose=args.verbose, quiet=args.quiet)
+    try:
+        settings = load_settings(args.config, args.database_url)
+        args.handler(args, settings, sys.stdout)
+    except MovieRecsError as exc:
+        return _report(exc, exc.exit_status, args.verbose)
+    except migrate.SchemaNotCurrent as exc:
+        return _report(exc, DatabaseError.exit_status, args.verbose)
+    except (OperationalError, ProgrammingError, SQLAlchemyDatabaseError) as exc:
+        return _report(_database_message(exc), DatabaseError.exit_status, args.verbose)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the top-level handler of the program
+        log.debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(error: object, status: int, verbose: bool) -> int:
+    if verbose and isinstance(error, BaseException):
+        log.debug("error details", exc_info=error)
+    print(f"error: {error}", file=sys.stderr)
+    return status
+
+
+def _database_message(exc: SQLAlchemyDatabaseError) -> str:
+    # The driver's first line says what failed; the statement and parameters
+    # that SQLAlchemy appends can be long and are left for --verbose.
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return f"database error: {detail}"
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        return make_engine(settings.database.url)
+    except InvalidDatabaseURL as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Apply migrations up to the requested revision."""
+    engine = _engine(settings)
+    migrate.upgrade(engine, args.revision)
+    print(
+        f"database {mask_url(engine.url)} is at revision "
+        f"{migrate.current_revision(engine)}",
+        file=out,
+    )
+
+
+def cmd_db_downgrade(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Revert migrations down to the requested revision."""
+    engine = _engine(settings)
+    migrate.downgrade(engine, args.revision)
+    current = migrate.current_revision(engine) or "base (no tables)"
+    print(f"database {mask_url(engine.url)} is at revision {current}", file=out)
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Print the database's revision and the release's head revision."""
+    engine = _engine(settings)
+    current = (
+        migrate.current_revision(engine) or "none (run: python -m jobs db upgrade)"
+    )
+    print(f"current: {current}\nhead:    {migrate.head_revision()}", file=out)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Load a MovieLens folder or zip."""
+    engine = _engine(settings)
+    migrate.require_current(engine)
+    result = ingest(engine, Path(args.source))
+    print(
+        f"ingested {result.layout} from {args.source}: {result.movies_read} movies "
+        f"({result.movies_new} new), {result.ratings_read} ratings "
+        f"({result.ratings_new} new), {result.users_new} new users "
+        f"in {result.seconds:.1f} s",
+        file=out,
+    )
+
+
+def cmd_favorites_add(
+    args: argparse.Namespace, settings: Settings, out: TextIO
+) -> None:
+    """Add favorites by title for a new or existing user."""
+    engine = _engine(settings)
+    migrate.require_current(engine)
+    result = favorites.add_favorites(engine, args.user, args.titles, args.movie_id)
+    created = " (new user)" if result.user_created else ""
+    print(f"user_id {result.user_id}{created}", file=out)
+    for movie in result.added:
+        print(f"  added    {movie.title} (movie_id {movie.movie_id})", file=out)
+    for movie in result.already_favorites:
+        print(f"  present  {movie.title} (movie_id {movie.movie_id})", file=out)
+
+
+def cmd_run_once(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Retrain and publish."""
+    engine = _engine(settings)
+    summary = run_once(engine, settings)
+    counts = summary.counts
+    print(
+        f"run {summary.run_id} succeeded: {counts['n_users']} users, "
+        f"{counts['n_movies']} movies, {counts['n_interactions']} positives, "
+        f"{counts['n_recommendations']} recommendations, "
+        f"{counts['n_similar']} similar-movie rows in {summary.timings['total']:.1f} s",
+        file=out,
+    )
+
+
+def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Print a user's published recommendations."""
+    engine = _engine(settings)
+    migrate.require_current(engine)
+    run_id = published.require_published(engine)
+    user_id, movies = published.user_recommendations(engine, args.user, args.n)
+    print(f"recommendations for user_id {user_id} (run {run_id}):", file=out)
+    if not movies:
+        print("  none: the user has seen every movie the model knows", file=out)
+    for movie in movies:
+        note = " (popular)" if movie.source == "popular" else ""
+        print(f"  {movie.rank:3d}. {movie.title}{note}  [{movie.score:.3f}]", file=out)
+
+
+def cmd_similar(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Print a movie's published similar movies."""
+    engine = _engine(settings)
+    migrate.require_current(engine)
+    run_id = published.require_published(engine)
+    movie_id, title, movies = published.similar_movies(engine, args.title, args.n)
+    print(f"movies similar to {title} (movie_id {movie_id}, run {run_id}):", file=out)
+    if not movies:
+        print(
+            "  none: the movie has fewer positives than [output] "
+            f"similar_min_support = {settings.output.similar_min_support}",
+            file=out,
+        )
+    for movie in movies:
+        print(f"  {movie.rank:3d}. {movie.title}  [{movie.score:.3f}]", file=out)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Set up everything and print the demo user's lists."""
+    engine = _engine(settings)
+    source = Path(args.movielens_dir) if args.movielens_dir else None
+    demo.run_demo(engine, settings, out, source, download=not args.no_download)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="jobs",
+        description="movie-recs: train ALS recommendations from SQL tables and "
+        "publish them back. Run it as 'python -m jobs', by path ('.venv/bin/jobs') "
+        "or as 'movie-recs', because a bare 'jobs' is a shell builtin.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common_options(parser, suppress=False)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_db_commands(commands)
+    _add_data_commands(commands)
+    _add_job_commands(commands)
+    _add_list_commands(commands)
+    return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Add the options every command takes, before or after its name.
+
+    On subcommands the defaults are SUPPRESS, so that an option given before
+    the subcommand name is not reset to its default by the subcommand.
+    """
+    default: dict[str, object] = {"default": argparse.SUPPRESS} if suppress else {}
+    flag_default: dict[str, object] = (
+        {"default": argparse.SUPPRESS} if suppress else {"default": False}
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="settings file (default: $MOVIE_RECS_CONFIG, else ./config.toml "
+        "when present, else built-in defaults)",
+        **default,
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy database URL; overrides $DATABASE_URL and [database] url "
+        "(default: sqlite:///movie_recs.db in the working directory)",
+        **default,
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log DEBUG records and print tracebacks of errors",
+        **flag_default,
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="log only warnings and errors",
+        **flag_default,
+    )
+
+
+def _subcommand(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    handler: Command,
+    help_text: str,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text
+    )
+    _add_common_options(parser, suppress=True)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_db_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    db_parser = commands.add_parser(
+        "db",
+        help="database schema migrations",
+        description="database schema migrations",
+    )
+    db_commands = db_parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True
+    )
+    upgrade = _subcommand(
+        db_commands, "upgrade", cmd_db_upgrade, "apply Alembic migrations"
+    )
+    upgrade.add_argument(
+        "revision",
+        nargs="?",
+        default="head",
+        help="target revision (default: head, the newest)",
+    )
+    downgrade = _subcommand(
+        db_commands, "downgrade", cmd_db_downgrade, "revert Alembic migrations"
+    )
+    downgrade.add_argument(
+        "revision", help="target revision; 'base' drops every movie-recs table"
+    )
+    _subcommand(
+        db_commands,
+        "current",
+        cmd_db_current,
+        "print the database's revision and the newest one",
+    )
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ingest_parser = _subcommand(
+        commands,
+        "ingest",
+        cmd_ingest,
+        "load a MovieLens folder or zip (ml-1m, ml-100k or the CSV family); "
+        "loading it again changes nothing",
+    )
+    ingest_parser.add_argument(
+        "source", metavar="DIR", help="folder (or .zip) with the MovieLens files"
+    )
+
+    fav_parser = commands.add_parser(
+        "favorites", help="manage favorites", description="manage favorites"
+    )
+    fav_commands = fav_parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True
+    )
+    add = _subcommand(
+        fav_commands,
+        "add",
+        cmd_favorites_add,
+        "add favorites by title for a user; a new name creates the user",
+    )
+    add.add_argument("user", metavar="USER", help="a user_id, or a user name")
+    add.add_argument(
+        "titles",
+        metavar="TITLE",
+        nargs="*",
+        help="movie titles as people type them: any case, 'The X (1984)' finds "
+        "'X, The (1984)', the year may be left out when unique",
+    )
+    add.add_argument(
+        "--movie-id",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="add a movie by movie_id, for a title that matches several movies "
+        "(repeatable)",
+    )
+
+
+def _add_job_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _subcommand(
+        commands,
+        "run-once",
+        cmd_run_once,
+        "the main job: retrain on the current data and publish new lists",
+    )
+    demo_parser = _subcommand(
+        commands,
+        "demo",
+        cmd_demo,
+        "migrate, ingest MovieLens 1M, add a demo user, run the job and print "
+        "their top 10 and the movies similar to Jaws (1975)",
+    )
+    demo_parser.add_argument(
+        "--movielens-dir",
+        metavar="DIR",
+        help="folder with ml-1m/ or the ml-1m files (default: $MOVIELENS_DIR, "
+        "else download from GroupLens)",
+    )
+    demo_parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="do not download; use synthetic data when no folder is given",
+    )
+
+
+def _add_list_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    recommend = _subcommand(
+        commands, "recommend", cmd_recommend, "print a user's published recommendations"
+    )
+    recommend.add_argument("user", metavar="USER", help="a user_id, or a user name")
+    recommend.add_argument(
+        "-n", type=int, default=10, help="how many to print (default: 10)"
+    )
+    similar = _subcommand(
+        commands, "similar", cmd_similar, "print a movie's published similar movies"
+    )
+    similar.add_argument("title", metavar="TITLE", help="a movie title")
+    similar.add_argument(
+        "-n", type=int, default=10, help="how many to print (default: 10)"
+    )

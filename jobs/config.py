@@ -1,0 +1,209 @@
+"""Settings: code defaults < ``config.toml`` < environment < command-line flags.
+
+``config.toml`` is read once into frozen dataclasses. Every key is optional;
+an unknown section or key, or a value of the wrong type or range, is a
+``ConfigError`` that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from db.engine import InvalidDatabaseURL, mask_url, parse_url
+from jobs.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "config.toml"
+CONFIG_ENV = "MOVIE_RECS_CONFIG"
+DATABASE_URL_ENV = "DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the tables live."""
+
+    # A SQLAlchemy URL; a relative SQLite path is relative to the working directory.
+    url: str = "sqlite:///movie_recs.db"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How interactions are weighted and how the ALS model is trained."""
+
+    # Ratings below this are not a sign of liking and are left out of training.
+    min_rating: float = 3.0
+    # Confidence of a favorite; a favorited pair gets max(rating, favorite_weight).
+    favorite_weight: float = 5.0
+    factors: int = 64
+    regularization: float = 30.0
+    alpha: float = 1.0
+    iterations: int = 15
+    random_state: int = 42
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What each run publishes and how many old runs it keeps."""
+
+    # Recommendations per user.
+    n: int = 20
+    # Similar movies per movie.
+    similar_n: int = 15
+    # Positive interactions a movie needs to get, or appear in, a similar list.
+    similar_min_support: int = 20
+    # Succeeded runs whose result rows are kept (the published one included).
+    keep_runs: int = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one invocation."""
+
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    # The file the settings came from, or None when only defaults apply.
+    source: Path | None = None
+
+
+SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "model": ModelSettings,
+    "output": OutputSettings,
+}
+
+# Lower bounds of numeric settings; the bool says whether the bound is inclusive.
+MINIMUMS: dict[str, tuple[float, bool]] = {
+    "min_rating": (0.0, True),
+    "favorite_weight": (0.0, False),
+    "factors": (1, True),
+    "regularization": (0.0, True),
+    "alpha": (0.0, False),
+    "iterations": (1, True),
+    "random_state": (0, True),
+    "n": (1, True),
+    "similar_n": (1, True),
+    "similar_min_support": (1, True),
+    "keep_runs": (1, True),
+}
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    database_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load and validate the settings of one invocation.
+
+    Args:
+        config_path: ``--config`` flag; else ``MOVIE_RECS_CONFIG``, else
+            ``config.toml`` in the working directory when it exists.
+        database_url: ``--database-url`` flag; overrides ``DATABASE_URL``,
+            which overrides ``[database] url``.
+        environ: the environment; ``os.environ`` when None.
+
+    Raises:
+        ConfigError: a file is missing or invalid, or a key or value is wrong.
+    """
+    environ = os.environ if environ is None else environ
+    path = _config_path(config_path, environ)
+    document = _read_toml(path) if path is not None else {}
+    settings = _from_document(document, path)
+
+    url = database_url or environ.get(DATABASE_URL_ENV) or settings.database.url
+    _check_url(url)
+    return dataclasses.replace(settings, database=DatabaseSettings(url=url))
+
+
+def _config_path(flag: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    chosen = flag or environ.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} not found")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _from_document(document: dict[str, Any], path: Path | None) -> Settings:
+    where = str(path) if path is not None else "settings"
+    sections: dict[str, Any] = {}
+    for name, table in document.items():
+        if name not in SECTIONS:
+            known = ", ".join(f"[{s}]" for s in SECTIONS)
+            raise ConfigError(f"{where}: unknown section [{name}]; known: {known}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {name} must be a table ([{name}])")
+        sections[name] = _build_section(SECTIONS[name], table, f"{where} [{name}]")
+    return Settings(**sections, source=path)
+
+
+def _build_section(cls: type, table: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; known keys: {', '.join(known)}"
+            )
+    values = {
+        key: _check_value(key, value, known[key].type, where)
+        for key, value in table.items()
+    }
+    return cls(**values)
+
+
+def _check_value(key: str, value: Any, declared: Any, where: str) -> Any:
+    kind = {"int": int, "float": float, "str": str}[str(declared)]
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise ConfigError(
+            f"{where} {key} = {value!r}: expected {_type_word(kind)}, "
+            f"got {type(value).__name__}"
+        )
+    if key in MINIMUMS:
+        _check_minimum(key, value, where)
+    return value
+
+
+def _check_minimum(key: str, value: float, where: str) -> None:
+    bound, inclusive = MINIMUMS[key]
+    if value < bound or (value == bound and not inclusive):
+        relation = "at least" if inclusive else "greater than"
+        raise ConfigError(f"{where} {key} = {value!r}: must be {relation} {bound}")
+
+
+def _type_word(kind: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string"}[kind]
+
+
+def _check_url(url: str) -> None:
+    try:
+        parse_url(url)
+    except InvalidDatabaseURL as exc:
+        raise ConfigError(f"invalid database URL {mask_url(url)!r}: {exc}") from exc
+
+
+def settings_record(settings: Settings) -> dict[str, Any]:
+    """Return the model and output settings as a JSON-ready dict for the run record."""
+    return {
+        "model": dataclasses.asdict(settings.model),
+        "output": dataclasses.asdict(settings.output),
+    }

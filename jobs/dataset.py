@@ -1,0 +1,189 @@
+"""Read one consistent snapshot of the inputs and build the user x movie matrices.
+
+Positions (``user_idx``, ``item_idx``) exist only here and in ``jobs.model``;
+the id arrays map them back to ``user_id`` and ``movie_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import Engine
+
+from db.bulk import read_columns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Column arrays of the input tables, read in one transaction."""
+
+    user_ids: np.ndarray  # int64, every user in `users`, ascending
+    rating_user_ids: np.ndarray  # int64
+    rating_movie_ids: np.ndarray  # int64
+    ratings: np.ndarray  # float32 stars
+    favorite_user_ids: np.ndarray  # int64
+    favorite_movie_ids: np.ndarray  # int64
+
+    @property
+    def n_ratings(self) -> int:
+        """Number of rating rows."""
+        return len(self.ratings)
+
+    @property
+    def n_favorites(self) -> int:
+        """Number of favorite rows."""
+        return len(self.favorite_user_ids)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """The training matrix and what each position stands for.
+
+    ``user_items`` has shape ``(n_users, n_items)``, float32, CSR: row
+    ``user_idx`` is ``user_ids[user_idx]``, column ``item_idx`` is
+    ``movie_ids[item_idx]``, and a stored value is a positive's confidence.
+    ``seen`` has the same shape and marks every rated (at any rating) or
+    favorited movie, for filtering recommendations.
+    """
+
+    user_ids: np.ndarray  # int64, shape (n_users,)
+    movie_ids: np.ndarray  # int64, shape (n_items,), movies with >= 1 positive
+    user_items: sp.csr_matrix
+    seen: sp.csr_matrix
+
+    @property
+    def n_users(self) -> int:
+        """Number of matrix rows: every user in the snapshot."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of matrix columns: movies with at least one positive."""
+        return len(self.movie_ids)
+
+    def item_support(self) -> np.ndarray:
+        """Return the number of positives per item, int64, shape ``(n_items,)``."""
+        return np.diff(self.user_items.tocsc().indptr).astype(np.int64)
+
+    def users_with_positives(self) -> np.ndarray:
+        """Return a bool mask, shape ``(n_users,)``, of users with a positive."""
+        return np.diff(self.user_items.indptr) > 0
+
+
+def read_snapshot(engine: Engine) -> Snapshot:
+    """Read users, ratings and favorites as one consistent snapshot.
+
+    SQLite gives a transaction one snapshot once it starts reading (the
+    engine issues ``BEGIN``); PostgreSQL needs ``REPEATABLE READ`` for that.
+    """
+    options = {}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    with engine.connect().execution_options(**options) as connection:
+        with connection.begin():
+            users = read_columns(
+                connection,
+                "SELECT user_id FROM users ORDER BY user_id",
+                {"user_id": np.int64},
+            )
+            ratings = read_columns(
+                connection,
+                "SELECT user_id, movie_id, rating FROM ratings",
+                {"user_id": np.int64, "movie_id": np.int64, "rating": np.float32},
+            )
+            favorites = read_columns(
+                connection,
+                "SELECT user_id, movie_id FROM favorites",
+                {"user_id": np.int64, "movie_id": np.int64},
+            )
+    return Snapshot(
+        user_ids=users["user_id"],
+        rating_user_ids=ratings["user_id"],
+        rating_movie_ids=ratings["movie_id"],
+        ratings=ratings["rating"],
+        favorite_user_ids=favorites["user_id"],
+        favorite_movie_ids=favorites["movie_id"],
+    )
+
+
+def build_interactions(
+    snapshot: Snapshot, min_rating: float, favorite_weight: float
+) -> Interactions:
+    """Turn a snapshot into the confidence matrix and the seen matrix.
+
+    A rating of at least ``min_rating`` is a positive with its star value as
+    confidence; a favorite is a positive with ``favorite_weight``; a pair that
+    is both gets ``max(rating, favorite_weight)``. Lower ratings are not
+    positives but still count as seen.
+    """
+    kept = snapshot.ratings >= min_rating
+    positive_users = np.concatenate(
+        [snapshot.rating_user_ids[kept], snapshot.favorite_user_ids]
+    )
+    positive_movies = np.concatenate(
+        [snapshot.rating_movie_ids[kept], snapshot.favorite_movie_ids]
+    )
+    confidences = np.concatenate(
+        [
+            snapshot.ratings[kept],
+            np.full(snapshot.n_favorites, favorite_weight, dtype=np.float32),
+        ]
+    ).astype(np.float32)
+
+    user_ids = snapshot.user_ids
+    movie_ids = np.unique(positive_movies)
+    user_items = _pair_matrix(
+        user_ids, movie_ids, positive_users, positive_movies, confidences
+    )
+
+    seen_users = np.concatenate([snapshot.rating_user_ids, snapshot.favorite_user_ids])
+    seen_movies = np.concatenate(
+        [snapshot.rating_movie_ids, snapshot.favorite_movie_ids]
+    )
+    in_catalogue = np.isin(seen_movies, movie_ids)
+    seen = _pair_matrix(
+        user_ids,
+        movie_ids,
+        seen_users[in_catalogue],
+        seen_movies[in_catalogue],
+        np.ones(int(in_catalogue.sum()), dtype=np.float32),
+    )
+    interactions = Interactions(user_ids, movie_ids, user_items, seen)
+    log.debug(
+        "user_items %s with %d positives; seen has %d pairs",
+        user_items.shape,
+        user_items.nnz,
+        seen.nnz,
+    )
+    return interactions
+
+
+def _pair_matrix(
+    user_ids: np.ndarray,
+    movie_ids: np.ndarray,
+    pair_users: np.ndarray,
+    pair_movies: np.ndarray,
+    values: np.ndarray,
+) -> sp.csr_matrix:
+    """Build a CSR matrix keeping the maximum value of each repeated pair."""
+    rows = np.searchsorted(user_ids, pair_users)
+    cols = np.searchsorted(movie_ids, pair_movies)
+    shape = (len(user_ids), len(movie_ids))
+    if len(values) == 0:
+        return sp.csr_matrix(shape, dtype=np.float32)
+
+    # Sort by (row, col, value) so the last entry of each pair is its maximum.
+    order = np.lexsort((values, cols, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+    matrix = sp.csr_matrix(
+        (values[last], (rows[last], cols[last])), shape=shape, dtype=np.float32
+    )
+    matrix.sort_indices()
+    return matrix

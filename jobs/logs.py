@@ -1,0 +1,46 @@
+"""Logging set-up for the command line, and the run_id carried by every record."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+CURRENT_RUN_ID: ContextVar[str] = ContextVar("run_id", default="-")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [run %(run_id)s] %(name)s: %(message)s"
+
+
+class RunIdFilter(logging.Filter):
+    """Add the current ``run_id`` to each record as ``record.run_id``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach the run id; never drop the record."""
+        record.run_id = CURRENT_RUN_ID.get()
+        return True
+
+
+@contextmanager
+def run_context(run_id: int) -> Iterator[None]:
+    """Tag every log record written inside the block with ``run_id``."""
+    token = CURRENT_RUN_ID.set(str(run_id))
+    try:
+        yield
+    finally:
+        CURRENT_RUN_ID.reset(token)
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Send log records to stderr: INFO by default, DEBUG with ``verbose``."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RunIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Third-party INFO chatter (alembic's per-revision lines stay useful).
+    logging.getLogger("implicit").setLevel(max(level, logging.WARNING))
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

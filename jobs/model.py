@@ -1,0 +1,181 @@
+"""ALS training and ranking; the only module that imports ``implicit``.
+
+Everything here speaks in matrix positions (``user_idx``, ``item_idx``) and
+arrays; callers map positions to database ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from jobs.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# implicit marks a filtered-out candidate with the lowest float32 score.
+FILTERED_SCORE = np.finfo(np.float32).min
+
+# Users ranked per call to implicit; bounds the (users, items) score block.
+RECOMMEND_BATCH_USERS = 8_192
+
+
+@dataclass(frozen=True)
+class RankedBatch:
+    """Top-n lists for a block of users or items.
+
+    ``ids`` and ``scores`` have shape ``(len(rows), n)``; ``valid`` marks the
+    entries that are real candidates (implicit pads a short list).
+    """
+
+    rows: np.ndarray  # int64 positions of the queried users or items
+    ids: np.ndarray  # int64 item positions
+    scores: np.ndarray  # float32
+    valid: np.ndarray  # bool
+
+
+def fit_als(
+    user_items: sp.csr_matrix,
+    *,
+    factors: int,
+    regularization: float,
+    alpha: float,
+    iterations: int,
+    random_state: int,
+) -> AlternatingLeastSquares:
+    """Fit implicit's CPU ALS on ``user_items`` (users x items, float32 confidences).
+
+    BLAS is held to one thread during the fit because implicit parallelises
+    over users itself and warns when BLAS threads compete with it.
+
+    Raises:
+        ModelError: the fit produced non-finite factors (it diverged).
+    """
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            random_state=random_state,
+        )
+        model.fit(user_items, show_progress=False)
+    _check_finite(model)
+    log.debug(
+        "user_factors %s, item_factors %s",
+        model.user_factors.shape,
+        model.item_factors.shape,
+    )
+    return model
+
+
+def _check_finite(model: AlternatingLeastSquares) -> None:
+    for name in ("user_factors", "item_factors"):
+        values = getattr(model, name)
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise ModelError(
+                f"training diverged: {bad} of {values.size} {name} are not finite; "
+                "raise [model] regularization or lower [model] alpha in config.toml"
+            )
+
+
+def recommend(
+    model: AlternatingLeastSquares,
+    user_idx: np.ndarray,
+    seen: sp.csr_matrix,
+    n: int,
+    batch_users: int = RECOMMEND_BATCH_USERS,
+) -> Iterator[RankedBatch]:
+    """Yield the top-``n`` unseen items of each user in ``user_idx``, in batches.
+
+    Args:
+        model: a fitted model.
+        user_idx: int64 user positions to rank for.
+        seen: CSR ``(n_users, n_items)``; nonzero entries are never recommended.
+        n: list length; shorter lists come back with ``valid`` False padding.
+        batch_users: users per call, which bounds memory.
+    """
+    n = min(n, model.item_factors.shape[0])
+    with threadpool_limits(1, "blas"):
+        for start in range(0, len(user_idx), batch_users):
+            rows = user_idx[start : start + batch_users]
+            ids, scores = model.recommend(rows, seen[rows], N=n)
+            yield _ranked(rows, ids, scores)
+
+
+def similar_items(
+    model: AlternatingLeastSquares,
+    item_idx: np.ndarray,
+    candidates: np.ndarray,
+    n: int,
+) -> RankedBatch:
+    """Rank, for each item in ``item_idx``, the ``n`` most similar ``candidates``.
+
+    Similarity is the cosine of the item factors. An item never appears in its
+    own list.
+    """
+    if len(item_idx) == 0 or len(candidates) == 0:
+        empty = np.empty((len(item_idx), 0))
+        return RankedBatch(item_idx, empty.astype(np.int64), empty, empty.astype(bool))
+    n_query = min(n + 1, len(candidates))
+    with threadpool_limits(1, "blas"):
+        ids, scores = model.similar_items(item_idx, N=n_query, items=candidates)
+    batch = _ranked(item_idx, ids, scores)
+    not_self = batch.ids != item_idx[:, None]
+    return _drop_and_trim(batch, batch.valid & not_self, n)
+
+
+def _ranked(rows: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> RankedBatch:
+    ids = np.asarray(ids, dtype=np.int64).reshape(len(rows), -1)
+    scores = np.asarray(scores, dtype=np.float32).reshape(len(rows), -1)
+    valid = np.isfinite(scores) & (scores > FILTERED_SCORE)
+    return RankedBatch(np.asarray(rows, dtype=np.int64), ids, scores, valid)
+
+
+def _drop_and_trim(batch: RankedBatch, keep: np.ndarray, n: int) -> RankedBatch:
+    """Move kept entries to the front of each row, in order, and cut rows to n."""
+    # A stable sort on "not kept" keeps the score order among kept entries.
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :n]
+    return RankedBatch(
+        batch.rows,
+        np.take_along_axis(batch.ids, order, axis=1),
+        np.take_along_axis(batch.scores, order, axis=1),
+        np.take_along_axis(keep, order, axis=1),
+    )
+
+
+def recommend_popular(
+    support: np.ndarray, user_idx: np.ndarray, seen: sp.csr_matrix, n: int
+) -> RankedBatch:
+    """Rank the most popular unseen items for each user in ``user_idx``.
+
+    Args:
+        support: int64 number of positives per item, shape ``(n_items,)``.
+        user_idx: int64 user positions.
+        seen: CSR ``(n_users, n_items)``; nonzero entries are never recommended.
+        n: list length.
+
+    The score of an item is its share of all positives, so it is comparable
+    across runs but not with ALS scores. Ties go to the lower item position.
+    """
+    popular = np.argsort(-support, kind="stable").astype(np.int64)
+    share = (support / max(int(support.sum()), 1)).astype(np.float32)
+    n = min(n, len(popular))
+    ids = np.zeros((len(user_idx), n), dtype=np.int64)
+    valid = np.zeros((len(user_idx), n), dtype=bool)
+    for row, user in enumerate(user_idx):
+        seen_items = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
+        # The head of the popularity order long enough to fill n unseen slots.
+        head = popular[: n + len(seen_items)]
+        unseen = head[~np.isin(head, seen_items)][:n]
+        ids[row, : len(unseen)] = unseen
+        valid[row, : len(unseen)] = True
+    rows = np.asarray(user_idx, dtype=np.int64)
+    return RankedBatch(rows, ids, np.where(valid, share[ids], 0), valid)

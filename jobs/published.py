@@ -1,0 +1,79 @@
+"""Read the published lists, with titles, for people at a terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+
+from jobs.errors import DataError
+from jobs.favorites import load_title_index, require_user
+
+
+@dataclass(frozen=True)
+class ListedMovie:
+    """One line of a printed list."""
+
+    rank: int
+    movie_id: int
+    title: str
+    score: float
+    source: str | None = None
+
+
+def user_recommendations(
+    engine: Engine, user: str, n: int
+) -> tuple[int, list[ListedMovie]]:
+    """Return the user_id of ``user`` and their top ``n`` published recommendations."""
+    with engine.connect() as connection:
+        user_id = require_user(connection, user)
+        rows = connection.execute(
+            text(
+                "SELECT r.rank, r.movie_id, m.title, r.score, r.source "
+                "FROM recommendations AS r JOIN movies AS m ON m.movie_id = r.movie_id "
+                "WHERE r.user_id = :user_id AND r.rank <= :n ORDER BY r.rank"
+            ),
+            {"user_id": user_id, "n": n},
+        ).all()
+    return user_id, [ListedMovie(*row) for row in rows]
+
+
+def similar_movies(
+    engine: Engine, title: str, n: int
+) -> tuple[int, str, list[ListedMovie]]:
+    """Return the movie that ``title`` names and its top ``n`` published similar movies.
+
+    Raises:
+        DataError: the title is unknown or ambiguous.
+    """
+    with engine.connect() as connection:
+        movie = load_title_index(connection).resolve(title)
+        rows = connection.execute(
+            text(
+                "SELECT s.rank, s.similar_movie_id, m.title, s.score "
+                "FROM similar_movies AS s "
+                "JOIN movies AS m ON m.movie_id = s.similar_movie_id "
+                "WHERE s.movie_id = :movie_id AND s.rank <= :n ORDER BY s.rank"
+            ),
+            {"movie_id": movie.movie_id, "n": n},
+        ).all()
+    return movie.movie_id, movie.title, [ListedMovie(*row) for row in rows]
+
+
+def published_run_id(engine: Engine) -> int | None:
+    """Return the run_id the reader views show, or None before the first run."""
+    with engine.connect() as connection:
+        value = connection.execute(text("SELECT run_id FROM published_run")).scalar()
+    return None if value is None else int(value)
+
+
+def require_published(engine: Engine) -> int:
+    """Return the published run_id.
+
+    Raises:
+        DataError: no run has been published yet.
+    """
+    run_id = published_run_id(engine)
+    if run_id is None:
+        raise DataError("no run has been published yet; run: python -m jobs run-once")
+    return run_id

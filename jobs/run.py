@@ -1,0 +1,228 @@
+"""``run-once``: read, train, rank, write and publish one run under the run lock."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+from db.engine import mask_url
+from db.migrate import require_current
+from jobs import dataset, lists, model, publish
+from jobs.config import Settings, settings_record
+from jobs.errors import NothingToDoError
+from jobs.lock import run_lock
+from jobs.logs import run_context
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Movies per similar-items call; bounds the (movies, candidates) score block.
+SIMILAR_BATCH_ITEMS = 4_096
+
+
+@dataclass
+class RunSummary:
+    """What one run did: its id, counts and seconds per stage."""
+
+    run_id: int
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """Return the ``model_runs`` columns that this summary fills."""
+        return {**self.counts, "timings": dict(self.timings)}
+
+
+def run_once(engine: Engine, settings: Settings) -> RunSummary:
+    """Retrain on the current inputs and publish new lists.
+
+    Raises:
+        SchemaNotCurrent: the database needs ``jobs db upgrade``.
+        LockedError: another run holds the lock; nothing was done.
+        NothingToDoError: there are no positive interactions to train on.
+        ModelError: training diverged; the previous lists stay published.
+    """
+    require_current(engine)
+    with run_lock(engine):
+        publish.mark_abandoned(engine)
+        _require_interactions(engine)
+        run_id = publish.start_run(engine, settings_record(settings))
+        summary = RunSummary(run_id)
+        with run_context(run_id):
+            log.info("run %d started on %s", run_id, mask_url(engine.url))
+            try:
+                _stages(engine, settings, summary)
+            except BaseException as exc:
+                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                publish.fail_run(engine, run_id, reason, summary.record())
+                log.error("run %d failed: %s", run_id, reason)
+                raise
+            log.info("run %d succeeded in %.2f s", run_id, summary.timings["total"])
+    return summary
+
+
+def _require_interactions(engine: Engine) -> None:
+    with engine.connect() as connection:
+        has_input = connection.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM ratings) "
+                "OR EXISTS (SELECT 1 FROM favorites)"
+            )
+        ).scalar_one()
+    if not has_input:
+        raise NothingToDoError(
+            "the database has no ratings and no favorites; load data first with "
+            "'python -m jobs ingest DIR' or insert favorites"
+        )
+
+
+def _stages(engine: Engine, settings: Settings, summary: RunSummary) -> None:
+    started = time.perf_counter()
+    timed = _timer(summary)
+    model_settings = settings.model
+    output = settings.output
+
+    snapshot = timed("read", lambda: dataset.read_snapshot(engine))
+    interactions = timed(
+        "build",
+        lambda: dataset.build_interactions(
+            snapshot, model_settings.min_rating, model_settings.favorite_weight
+        ),
+    )
+    _count_inputs(summary, snapshot, interactions)
+    if interactions.user_items.nnz == 0:
+        raise NothingToDoError(
+            f"no positive interactions: all {snapshot.n_ratings} ratings are below "
+            f"[model] min_rating = {model_settings.min_rating} and there are no "
+            "favorites"
+        )
+
+    als = timed(
+        "fit",
+        lambda: model.fit_als(
+            interactions.user_items,
+            factors=model_settings.factors,
+            regularization=model_settings.regularization,
+            alpha=model_settings.alpha,
+            iterations=model_settings.iterations,
+            random_state=model_settings.random_state,
+        ),
+    )
+    summary.counts["n_recommendations"] = timed(
+        "recommend",
+        lambda: _write_recommendations(
+            engine, summary.run_id, als, interactions, output.n
+        ),
+    )
+    summary.counts["n_similar"] = timed(
+        "similar",
+        lambda: _write_similar(engine, summary.run_id, als, interactions, output),
+    )
+    summary.timings["total"] = round(time.perf_counter() - started, 3)
+    timed(
+        "publish", lambda: publish.publish_run(engine, summary.run_id, summary.record())
+    )
+    publish.prune_runs(engine, output.keep_runs)
+
+
+def _timer(summary: RunSummary) -> Callable[[str, Callable[[], T]], T]:
+    def timed(stage: str, step: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        result = step()
+        seconds = time.perf_counter() - started
+        summary.timings[stage] = round(seconds, 3)
+        log.info("stage %s done in %.2f s", stage, seconds)
+        return result
+
+    return timed
+
+
+def _count_inputs(
+    summary: RunSummary, snapshot: dataset.Snapshot, interactions: dataset.Interactions
+) -> None:
+    summary.counts.update(
+        n_users=interactions.n_users,
+        n_movies=interactions.n_items,
+        n_ratings=snapshot.n_ratings,
+        n_favorites=snapshot.n_favorites,
+        n_interactions=int(interactions.user_items.nnz),
+    )
+    log.info(
+        "read %d ratings and %d favorites: %d users, %d movies, %d positives",
+        snapshot.n_ratings,
+        snapshot.n_favorites,
+        interactions.n_users,
+        interactions.n_items,
+        interactions.user_items.nnz,
+    )
+
+
+def _write_recommendations(
+    engine: Engine,
+    run_id: int,
+    als: Any,
+    interactions: dataset.Interactions,
+    n: int,
+) -> int:
+    warm = interactions.users_with_positives()
+    warm_idx = np.flatnonzero(warm).astype(np.int64)
+    cold_idx = np.flatnonzero(~warm).astype(np.int64)
+
+    def batches() -> Iterator[lists.Columns]:
+        for batch in model.recommend(als, warm_idx, interactions.seen, n):
+            yield lists.recommendation_columns(batch, interactions, "als")
+        if len(cold_idx):
+            popular = model.recommend_popular(
+                interactions.item_support(), cold_idx, interactions.seen, n
+            )
+            yield lists.recommendation_columns(popular, interactions, "popular")
+
+    with engine.begin() as connection:
+        written = publish.write_rows(
+            connection, "recommendation_rows", run_id, batches()
+        )
+    log.info(
+        "wrote %d recommendations: %d users from the model, %d by popularity",
+        written,
+        len(warm_idx),
+        len(cold_idx),
+    )
+    return written
+
+
+def _write_similar(
+    engine: Engine,
+    run_id: int,
+    als: Any,
+    interactions: dataset.Interactions,
+    output: Any,
+) -> int:
+    # Only movies with enough positives have factors worth comparing.
+    support = interactions.item_support()
+    eligible = np.flatnonzero(support >= output.similar_min_support).astype(np.int64)
+
+    def batches() -> Iterator[lists.Columns]:
+        for start in range(0, len(eligible), SIMILAR_BATCH_ITEMS):
+            query = eligible[start : start + SIMILAR_BATCH_ITEMS]
+            batch = model.similar_items(als, query, eligible, output.similar_n)
+            yield lists.similar_columns(batch, interactions)
+
+    with engine.begin() as connection:
+        written = publish.write_rows(
+            connection, "similar_movie_rows", run_id, batches()
+        )
+    log.info(
+        "wrote %d similar movies for %d of %d movies (min support %d positives)",
+        written,
+        len(eligible),
+        interactions.n_items,
+        output.similar_min_support,
+    )
+    return written

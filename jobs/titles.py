@@ -1,0 +1,124 @@
+"""Resolve movie titles as people type them to ``movie_id`` values.
+
+A title matches, in this order of preference: exactly; ignoring case and
+spacing; with a leading article moved to the end as MovieLens writes it
+(``The Terminator (1984)`` is ``Terminator, The (1984)``); and, when the
+query has no year, by its name alone. The first rule that matches anything
+decides; more than one movie there is an ambiguity, never a silent pick.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jobs.errors import DataError
+
+# Leading articles that MovieLens moves behind the title ("Jaws, The").
+ARTICLES = (
+    "the", "a", "an", "les", "la", "le", "l'", "il", "el", "los", "las",
+    "die", "der", "das", "den", "det", "de", "lo", "gli", "un", "une", "i",
+)  # fmt: skip
+YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
+SPACES = re.compile(r"\s+")
+# Most suggestions listed for an unknown title.
+MAX_SUGGESTIONS = 5
+
+
+@dataclass(frozen=True)
+class Movie:
+    """A catalogue entry as title lookups see it."""
+
+    movie_id: int
+    title: str
+
+
+class TitleIndex:
+    """Lookup tables over a catalogue, built once per command."""
+
+    def __init__(self, movies: Iterable[Movie]):
+        self.exact: dict[str, list[Movie]] = defaultdict(list)
+        self.folded: dict[str, list[Movie]] = defaultdict(list)
+        self.canonical: dict[str, list[Movie]] = defaultdict(list)
+        self.name_only: dict[str, list[Movie]] = defaultdict(list)
+        for movie in movies:
+            name, year = split_year(movie.title)
+            self.exact[movie.title].append(movie)
+            self.folded[fold(movie.title)].append(movie)
+            self.canonical[canonical_title(movie.title)].append(movie)
+            self.name_only[canonical_name(name)].append(movie)
+
+    def resolve(self, query: str) -> Movie:
+        """Return the one movie that ``query`` names.
+
+        Raises:
+            DataError: no movie matches (with the closest titles), or several do
+                (with each candidate's title and movie_id).
+        """
+        matches = self.candidates(query)
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            listed = "; ".join(f"{m.title} (movie_id {m.movie_id})" for m in matches)
+            raise DataError(
+                f"title {query!r} matches {len(matches)} movies: {listed}; "
+                "pass the one you mean with --movie-id"
+            )
+        raise DataError(f"title {query!r} not found{self._suggestions(query)}")
+
+    def candidates(self, query: str) -> list[Movie]:
+        """Return the movies of the first matching rule, or an empty list."""
+        name, year = split_year(query)
+        rules = [
+            self.exact.get(query.strip()),
+            self.folded.get(fold(query)),
+            self.canonical.get(canonical_title(query)),
+        ]
+        if year is None:
+            rules.append(self.name_only.get(canonical_name(name)))
+        for found in rules:
+            if found:
+                return sorted(found, key=lambda movie: movie.movie_id)
+        return []
+
+    def _suggestions(self, query: str) -> str:
+        close = difflib.get_close_matches(
+            canonical_title(query), self.canonical, n=MAX_SUGGESTIONS, cutoff=0.6
+        )
+        if not close:
+            return "; check the spelling and the year, e.g. 'Jaws (1975)'"
+        titles = [movie.title for key in close for movie in self.canonical[key]]
+        return "; did you mean: " + "; ".join(titles[:MAX_SUGGESTIONS])
+
+
+def fold(title: str) -> str:
+    """Lower-case ``title`` and collapse its white space."""
+    return SPACES.sub(" ", title).strip().casefold()
+
+
+def split_year(title: str) -> tuple[str, str | None]:
+    """Split ``'Jaws (1975)'`` into ``('Jaws', '1975')``; the year may be absent."""
+    match = YEAR.search(title)
+    if match is None:
+        return title.strip(), None
+    return title[: match.start()].strip(), match.group(1)
+
+
+def canonical_name(name: str) -> str:
+    """Fold ``name`` and move a leading article to the end: ``'jaws, the'``."""
+    folded = fold(name)
+    for article in ARTICLES:
+        prefix = article if article.endswith("'") else article + " "
+        if folded.startswith(prefix) and len(folded) > len(prefix):
+            return f"{folded[len(prefix) :].strip()}, {article}"
+    return folded
+
+
+def canonical_title(title: str) -> str:
+    """Return the lookup key of a full title: canonical name plus year."""
+    name, year = split_year(title)
+    key = canonical_name(name)
+    return f"{key} ({year})" if year else key
