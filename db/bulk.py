@@ -7,6 +7,7 @@ SQLite uses ``executemany`` inside the caller's transaction; PostgreSQL uses
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,12 +123,15 @@ def _copy_into(
     cursor.close()
 
 
-def _fetch_all(
-    connection: Connection, query: str, names: Sequence[str]
-) -> pd.DataFrame:
-    result = connection.exec_driver_sql(query)
-    rows = result.fetchall()
-    return pd.DataFrame.from_records(rows, columns=list(names), coerce_float=False)
+def _fetch_all(connection: Connection, query: str, names: Sequence[str]) -> pd.DataFrame:
+    # Values stream from the driver's cursor straight into one float64 array,
+    # skipping per-row Python objects; ids up to 2**53 stay exact.
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(query)
+    flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64)
+    cursor.close()
+    table = flat.reshape(-1, len(names))
+    return pd.DataFrame({name: table[:, i] for i, name in enumerate(names)})
 
 
 def _copy_out(connection: Connection, query: str, names: Sequence[str]) -> pd.DataFrame:

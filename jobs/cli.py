@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except migrate.SchemaNotCurrent as exc:
         return _report(exc, DatabaseError.exit_status, args.verbose)
     except (OperationalError, ProgrammingError, SQLAlchemyDatabaseError) as exc:
-        return _report(_database_message(exc), DatabaseError.exit_status, args.verbose)
+        return _report(exc, DatabaseError.exit_status, args.verbose, _database_message(exc))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -66,10 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _report(error: object, status: int, verbose: bool) -> int:
-    if verbose and isinstance(error, BaseException):
+def _report(
+    error: BaseException, status: int, verbose: bool, message: str | None = None
+) -> int:
+    if verbose:
         log.debug("error details", exc_info=error)
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {message or error}", file=sys.stderr)
     return status
 
 

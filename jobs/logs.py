@@ -41,6 +41,9 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party INFO chatter (alembic's per-revision lines stay useful).
-    logging.getLogger("implicit").setLevel(max(level, logging.WARNING))
+    # Third-party INFO lines repeat what the job logs itself; --verbose shows them.
+    third_party = logging.DEBUG if verbose else logging.WARNING
+    for name in ("implicit", "alembic"):
+        logging.getLogger(name).setLevel(third_party)
+    # At INFO or DEBUG, SQLAlchemy logs every statement and row: never here.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -95,8 +95,15 @@ def empty_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of a new database migrated to the head revision, on ``backend``."""
+    return new_migrated_database(backend, request, tmp_path)
+
+
+def new_migrated_database(
+    backend: str, request: pytest.FixtureRequest, folder: Path
+) -> str:
+    """Create a migrated database on ``backend`` (SQLite files go in ``folder``)."""
     if backend == "sqlite":
-        path = tmp_path / "recs.db"
+        path = folder / "recs.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     admin_url = request.getfixturevalue("postgres_admin_url")
@@ -110,6 +117,18 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def movielens_dir() -> Path:
+    """The folder with ``ml-1m/``, from ``MOVIELENS_DIR``; skips when unset."""
+    value = os.environ.get("MOVIELENS_DIR")
+    if not value:
+        pytest.skip("MOVIELENS_DIR is not set; it names the folder containing ml-1m/")
+    folder = Path(value)
+    if not (folder / "ml-1m" / "ratings.dat").is_file():
+        pytest.fail(f"MOVIELENS_DIR={value} has no ml-1m/ratings.dat")
+    return folder
 
 
 def _new_postgres_database(admin_url: str, template: str | None) -> str:

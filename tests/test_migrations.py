@@ -71,23 +71,6 @@ def test_require_current_names_upgrade_command(empty_url: str) -> None:
     engine.dispose()
 
 
-def test_plain_sql_user_gets_fresh_id(engine) -> None:  # type: ignore[no-untyped-def]
-    with engine.begin() as connection:
-        connection.execute(text("INSERT INTO users (user_id) VALUES (6040)"))
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            # Ingest moves the identity past explicit ids; do the same here.
-            connection.execute(
-                text(
-                    "SELECT setval(pg_get_serial_sequence('users', 'user_id'), 6041, false)"
-                )
-            )
-        new_id = connection.execute(
-            text("INSERT INTO users (name) VALUES ('alice') RETURNING user_id")
-        ).scalar_one()
-    assert new_id == 6041
-
-
 def test_favorite_for_unknown_movie_rejected(engine) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy.exc import IntegrityError
 
