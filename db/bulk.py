@@ -1,57 +1,117 @@
 """Bulk reads and writes through each driver's fast path.
 
-SQLite uses ``executemany`` inside the caller's transaction; PostgreSQL uses
-``COPY``. Columns travel as numpy arrays, never as ORM objects.
+SQLite uses ``executemany`` inside the caller's transaction. PostgreSQL uses
+``COPY``: binary when every column is numeric, CSV otherwise. Columns travel
+as numpy arrays, never as ORM objects or per-row dicts.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
+from sqlalchemy.schema import AddConstraint, DropConstraint
 
 # Rows per executemany call on SQLite and per COPY chunk on PostgreSQL.
 BATCH_ROWS = 100_000
 
+# PostgreSQL column types that binary COPY writes from numpy, with the
+# big-endian dtype of their wire format.
+BINARY_TYPES = {
+    "smallint": np.dtype(">i2"),
+    "integer": np.dtype(">i4"),
+    "bigint": np.dtype(">i8"),
+    "real": np.dtype(">f4"),
+    "double precision": np.dtype(">f8"),
+}
+# Binary COPY file header: signature, flags, header extension length.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
 
-def insert_rows(
-    connection: Connection,
-    table: str,
-    columns: Mapping[str, np.ndarray],
-    *,
-    on_conflict: str = "",
-) -> int:
+Columns = Mapping[str, np.ndarray]
+
+
+def insert_rows(connection: Connection, table: str, columns: Columns) -> int:
     """Insert the rows given column-wise into ``table``; return the row count.
 
     Args:
         connection: an open connection inside the caller's transaction.
         table: the table name.
         columns: column name -> 1-D array; all arrays have the same length.
-        on_conflict: an ``ON CONFLICT ...`` clause. PostgreSQL's COPY has none,
-            so with a clause the rows go through a temporary table first.
     """
-    names = list(columns)
     n_rows = _common_length(columns)
     if n_rows == 0:
         return 0
     if connection.dialect.name == "postgresql":
-        _copy_into(connection, table, names, columns, on_conflict)
+        _copy_into(connection, table, columns)
     else:
-        _executemany_into(connection, table, names, columns, on_conflict)
+        _executemany(connection, _insert_sql(table, list(columns)), columns)
     return n_rows
+
+
+def upsert_rows(
+    connection: Connection,
+    table: str,
+    columns: Columns,
+    key: Sequence[str],
+    update: Sequence[str] = (),
+) -> int:
+    """Insert rows, or update the ``update`` columns of rows whose key exists.
+
+    With no ``update`` columns an existing row is left as it is. Returns the
+    number of rows given.
+    """
+    n_rows = _common_length(columns)
+    if n_rows == 0:
+        return 0
+    if connection.dialect.name == "postgresql":
+        _merge_via_temp_table(connection, table, columns, key, update)
+        return n_rows
+    if update:
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in update)
+        action = f"DO UPDATE SET {assignments}"
+    else:
+        action = "DO NOTHING"
+    conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
+    _executemany(connection, _insert_sql(table, list(columns)) + conflict, columns)
+    return n_rows
+
+
+@contextmanager
+def foreign_keys_checked_at_end(connection: Connection, table: Table) -> Iterator[None]:
+    """Check ``table``'s foreign keys once, after a bulk load, not per row.
+
+    PostgreSQL checks each row's foreign keys with a trigger, which makes
+    loading a million rows several times slower. Inside the caller's
+    transaction the constraints are dropped and added back when the block
+    ends, which validates every row in one join. That holds an exclusive lock
+    on ``table`` until the transaction ends. SQLite's per-row check is cheap,
+    so it is kept there.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    constraints = sorted(table.foreign_key_constraints, key=lambda fk: str(fk.name))
+    for constraint in constraints:
+        connection.execute(DropConstraint(constraint))
+    yield
+    for constraint in constraints:
+        connection.execute(AddConstraint(constraint))
 
 
 def read_columns(
     connection: Connection, query: str, dtypes: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Run ``query`` and return its columns as arrays of the given dtypes.
+    """Run ``query`` and return its numeric columns as arrays of the given dtypes.
 
-    ``dtypes`` maps each selected column, in order, to a numpy dtype.
+    ``dtypes`` maps each selected column, in order, to a numpy dtype. The
+    columns must be NOT NULL numbers.
     """
     names = list(dtypes)
     if connection.dialect.name == "postgresql":
@@ -61,72 +121,144 @@ def read_columns(
     return {name: frame[name].to_numpy(dtype=dtypes[name]) for name in names}
 
 
-def _common_length(columns: Mapping[str, np.ndarray]) -> int:
+def _common_length(columns: Columns) -> int:
     lengths = {len(values) for values in columns.values()}
     if len(lengths) != 1:
         raise ValueError(f"columns have different lengths: {sorted(lengths)}")
     return lengths.pop()
 
 
-def _executemany_into(
-    connection: Connection,
-    table: str,
-    names: Sequence[str],
-    columns: Mapping[str, np.ndarray],
-    on_conflict: str,
-) -> None:
+def _insert_sql(table: str, names: Sequence[str]) -> str:
     placeholders = ", ".join("?" for _ in names)
-    sql = (
-        f"INSERT INTO {table} ({', '.join(names)}) "
-        f"VALUES ({placeholders}) {on_conflict}"
-    )
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
+
+
+def _raw_cursor(connection: Connection) -> Any:
+    return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _executemany(connection: Connection, sql: str, columns: Columns) -> None:
+    cursor = _raw_cursor(connection)
     n_rows = _common_length(columns)
     for start in range(0, n_rows, BATCH_ROWS):
         stop = start + BATCH_ROWS
         # tolist() turns numpy scalars into Python ones, which sqlite3 binds.
-        chunk = [columns[name][start:stop].tolist() for name in names]
+        chunk = [values[start:stop].tolist() for values in columns.values()]
         cursor.executemany(sql, zip(*chunk, strict=True))
     cursor.close()
 
 
-def _copy_into(
+def _merge_via_temp_table(
     connection: Connection,
     table: str,
-    names: Sequence[str],
-    columns: Mapping[str, np.ndarray],
-    on_conflict: str,
+    columns: Columns,
+    key: Sequence[str],
+    update: Sequence[str],
 ) -> None:
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    target = table
-    if on_conflict:
-        target = f"_incoming_{table}"
+    # COPY has no ON CONFLICT, and INSERT ... ON CONFLICT row by row is slow,
+    # so load a temporary table and merge with two set-based statements.
+    staging = f"_staging_{table}"
+    cursor = _raw_cursor(connection)
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) "
+        "ON COMMIT DROP"
+    )
+    _copy_into(connection, staging, columns, types_of=table)
+    matches = " AND ".join(f"t.{name} = s.{name}" for name in key)
+    if update:
+        assignments = ", ".join(f"{name} = s.{name}" for name in update)
+        targets = ", ".join(f"t.{name}" for name in update)
+        sources = ", ".join(f"s.{name}" for name in update)
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {target} "
-            f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+            f"UPDATE {table} AS t SET {assignments} FROM {staging} AS s "
+            f"WHERE {matches} AND ({targets}) IS DISTINCT FROM ({sources})"
         )
-    column_list = ", ".join(names)
-    frame = pd.DataFrame({name: columns[name] for name in names})
-    with cursor.copy(f"COPY {target} ({column_list}) FROM STDIN (FORMAT csv)") as copy:
-        for start in range(0, len(frame), BATCH_ROWS):
-            buffer = io.StringIO()
-            frame.iloc[start : start + BATCH_ROWS].to_csv(
-                buffer, header=False, index=False
-            )
-            copy.write(buffer.getvalue())
-    if on_conflict:
-        cursor.execute(
-            f"INSERT INTO {table} ({column_list}) "
-            f"SELECT {column_list} FROM {target} {on_conflict}"
-        )
-        cursor.execute(f"DROP TABLE {target}")
+    names = ", ".join(columns)
+    cursor.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} AS s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+    )
+    cursor.execute(f"DROP TABLE {staging}")
     cursor.close()
 
 
-def _fetch_all(connection: Connection, query: str, names: Sequence[str]) -> pd.DataFrame:
+def _copy_into(
+    connection: Connection, table: str, columns: Columns, types_of: str | None = None
+) -> None:
+    types = _column_types(connection, types_of or table)
+    wire = [BINARY_TYPES.get(types[name]) for name in columns]
+    names = ", ".join(columns)
+    cursor = _raw_cursor(connection)
+    if all(dtype is not None for dtype in wire):
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT binary)") as copy:
+            for chunk in _binary_chunks(columns, wire):  # type: ignore[arg-type]
+                copy.write(chunk)
+    else:
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            for chunk in _csv_chunks(columns):
+                copy.write(chunk)
+    cursor.close()
+
+
+def _column_types(connection: Connection, table: str) -> dict[str, str]:
+    cursor = _raw_cursor(connection)
+    cursor.execute(
+        "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    )
+    types = {str(name): str(kind) for name, kind in cursor.fetchall()}
+    cursor.close()
+    return types
+
+
+def _binary_chunks(columns: Columns, wire: Sequence[np.dtype]) -> Iterator[bytes]:
+    """Yield PostgreSQL binary COPY data: per row a field count, then per field
+    its byte length and big-endian value. Numbers never need NULL markers here."""
+    fields: list[tuple[str, Any]] = [("n_fields", ">i2")]
+    for index, dtype in enumerate(wire):
+        fields += [(f"length_{index}", ">i4"), (f"value_{index}", dtype)]
+    record = np.dtype(fields)
+    n_rows = _common_length(columns)
+    yield COPY_HEADER
+    for start in range(0, n_rows, BATCH_ROWS):
+        stop = min(start + BATCH_ROWS, n_rows)
+        block = np.empty(stop - start, dtype=record)
+        block["n_fields"] = len(wire)
+        for index, (name, dtype) in enumerate(zip(columns, wire, strict=True)):
+            values = np.asarray(columns[name][start:stop])
+            _check_fits(name, values, dtype)
+            block[f"length_{index}"] = dtype.itemsize
+            block[f"value_{index}"] = values
+        yield block.tobytes()
+    yield COPY_TRAILER
+
+
+def _check_fits(name: str, values: np.ndarray, dtype: np.dtype) -> None:
+    # numpy wraps integers that overflow the target type silently.
+    if dtype.kind == "i" and len(values):
+        limits = np.iinfo(dtype)
+        if values.min() < limits.min or values.max() > limits.max:
+            raise ValueError(
+                f"column {name}: values {values.min()}..{values.max()} do not fit "
+                f"the database type ({dtype.itemsize * 8}-bit integer)"
+            )
+
+
+def _csv_chunks(columns: Columns) -> Iterator[str]:
+    frame = pd.DataFrame(dict(columns))
+    for start in range(0, len(frame), BATCH_ROWS):
+        buffer = io.StringIO()
+        frame.iloc[start : start + BATCH_ROWS].to_csv(buffer, header=False, index=False)
+        yield buffer.getvalue()
+
+
+def _fetch_all(
+    connection: Connection, query: str, names: Sequence[str]
+) -> pd.DataFrame:
     # Values stream from the driver's cursor straight into one float64 array,
     # skipping per-row Python objects; ids up to 2**53 stay exact.
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _raw_cursor(connection)
     cursor.execute(query)
     flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64)
     cursor.close()
@@ -135,7 +267,7 @@ def _fetch_all(connection: Connection, query: str, names: Sequence[str]) -> pd.D
 
 
 def _copy_out(connection: Connection, query: str, names: Sequence[str]) -> pd.DataFrame:
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _raw_cursor(connection)
     buffer = io.BytesIO()
     with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
         for chunk in copy:

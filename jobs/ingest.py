@@ -10,20 +10,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 
-from db.bulk import insert_rows
+from db.bulk import foreign_keys_checked_at_end, upsert_rows
+from db.models import Rating
 from jobs.movielens import MovieLensData, read_movielens
 
 log = logging.getLogger(__name__)
-
-MOVIES_UPSERT = (
-    "ON CONFLICT (movie_id) DO UPDATE "
-    "SET title = excluded.title, genres = excluded.genres"
-)
-USERS_INSERT = "ON CONFLICT (user_id) DO NOTHING"
-RATINGS_UPSERT = (
-    "ON CONFLICT (user_id, movie_id) DO UPDATE "
-    "SET rating = excluded.rating, rated_at = excluded.rated_at"
-)
 
 
 @dataclass(frozen=True)
@@ -88,7 +79,7 @@ def ingest(engine: Engine, source: Path) -> IngestResult:
 def _write(connection: Connection, data: MovieLensData) -> None:
     movies = data.movies
     ratings = data.ratings
-    insert_rows(
+    upsert_rows(
         connection,
         "movies",
         {
@@ -96,21 +87,24 @@ def _write(connection: Connection, data: MovieLensData) -> None:
             "title": movies["title"].to_numpy(object),
             "genres": movies["genres"].to_numpy(object),
         },
-        on_conflict=MOVIES_UPSERT,
+        key=["movie_id"],
+        update=["title", "genres"],
     )
     user_ids = np.unique(ratings["user_id"].to_numpy(np.int64))
-    insert_rows(connection, "users", {"user_id": user_ids}, on_conflict=USERS_INSERT)
-    insert_rows(
-        connection,
-        "ratings",
-        {
-            "user_id": ratings["user_id"].to_numpy(np.int64),
-            "movie_id": ratings["movie_id"].to_numpy(np.int64),
-            "rating": ratings["rating"].to_numpy(np.float64),
-            "rated_at": ratings["rated_at"].to_numpy(np.int64),
-        },
-        on_conflict=RATINGS_UPSERT,
-    )
+    upsert_rows(connection, "users", {"user_id": user_ids}, key=["user_id"])
+    with foreign_keys_checked_at_end(connection, Rating.__table__):  # type: ignore[arg-type]
+        upsert_rows(
+            connection,
+            "ratings",
+            {
+                "user_id": ratings["user_id"].to_numpy(np.int64),
+                "movie_id": ratings["movie_id"].to_numpy(np.int64),
+                "rating": ratings["rating"].to_numpy(np.float64),
+                "rated_at": ratings["rated_at"].to_numpy(np.int64),
+            },
+            key=["user_id", "movie_id"],
+            update=["rating", "rated_at"],
+        )
     if connection.dialect.name == "postgresql":
         _advance_identity(connection, "users", "user_id")
         _advance_identity(connection, "movies", "movie_id")
