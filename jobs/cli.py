@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except migrate.SchemaNotCurrent as exc:
         return _report(exc, DatabaseError.exit_status, args.verbose)
     except (OperationalError, ProgrammingError, SQLAlchemyDatabaseError) as exc:
-        return _report(exc, DatabaseError.exit_status, args.verbose, _database_message(exc))
+        return _report(
+            exc, DatabaseError.exit_status, args.verbose, _database_message(exc)
+        )
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
