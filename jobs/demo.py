@@ -103,7 +103,7 @@ def _print_lists(engine: Engine, out: TextIO) -> None:
 
 def _warn_synthetic(out: TextIO) -> None:
     print(
-        "\n*** SYNTHETIC DATA: the real MovieLens 1M files were not found and could "
+        "\n*** SYNTHETIC DATA: the real MovieLens 1M files were not given and could "
         "not be downloaded, so this demo runs on generated data and its lists mean "
         "nothing.\n*** To use the real data, download "
         f"{ML_1M_URL}, unzip it, and run again with MOVIELENS_DIR set to the folder "
