@@ -195,8 +195,8 @@ def _copy_into(
                 copy.write(chunk)
     else:
         with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
-            for chunk in _csv_chunks(columns):
-                copy.write(chunk)
+            for text_chunk in _csv_chunks(columns):
+                copy.write(text_chunk)
     cursor.close()
 
 

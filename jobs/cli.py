@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
@@ -228,8 +228,8 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     On subcommands the defaults are SUPPRESS, so that an option given before
     the subcommand name is not reset to its default by the subcommand.
     """
-    default: dict[str, object] = {"default": argparse.SUPPRESS} if suppress else {}
-    flag_default: dict[str, object] = (
+    default: Any = {"default": argparse.SUPPRESS} if suppress else {}
+    flag_default: Any = (
         {"default": argparse.SUPPRESS} if suppress else {"default": False}
     )
     parser.add_argument(
@@ -263,7 +263,7 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool) -> None
 
 
 def _subcommand(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    commands: argparse._SubParsersAction,
     name: str,
     handler: Command,
     help_text: str,
@@ -276,7 +276,7 @@ def _subcommand(
     return parser
 
 
-def _add_db_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_db_commands(commands: argparse._SubParsersAction) -> None:
     db_parser = commands.add_parser(
         "db",
         help="database schema migrations",
@@ -308,7 +308,7 @@ def _add_db_commands(commands: argparse._SubParsersAction) -> None:  # type: ign
     )
 
 
-def _add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     ingest_parser = _subcommand(
         commands,
         "ingest",
@@ -351,7 +351,7 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     )
 
 
-def _add_job_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_job_commands(commands: argparse._SubParsersAction) -> None:
     _subcommand(
         commands,
         "run-once",
@@ -378,7 +378,7 @@ def _add_job_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     )
 
 
-def _add_list_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_list_commands(commands: argparse._SubParsersAction) -> None:
     recommend = _subcommand(
         commands, "recommend", cmd_recommend, "print a user's published recommendations"
     )

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pg_server import INSTALL_HINT, find_postgres_bin, start_postgres
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from db import migrate
 from db.engine import make_engine
+from pg_server import INSTALL_HINT, find_postgres_bin, start_postgres
 
 BACKENDS = ("sqlite", "postgresql")
 _database_numbers = itertools.count(1)

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pg_server
 import pytest
+from sqlalchemy import create_engine, exc, make_url, text
+from sqlalchemy.pool import NullPool
+
+import pg_server
 from pg_server import (
     INSTALL_HINT,
     PostgresServer,
@@ -22,8 +25,6 @@ from pg_server import (
     find_postgres_bin,
     start_postgres,
 )
-from sqlalchemy import create_engine, exc, make_url, text
-from sqlalchemy.pool import NullPool
 
 REQUIRE_POSTGRES_ENV = "MOVIE_RECS_REQUIRE_POSTGRES"
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
+from sqlalchemy import Engine, select, text
+
+from db.models import ModelRun
 from helpers import (
     GROUP_A_MOVIES,
     GROUP_A_USERS,
@@ -17,9 +20,6 @@ from helpers import (
     seed_two_groups,
     small_settings,
 )
-from sqlalchemy import Engine, select, text
-
-from db.models import ModelRun
 from jobs.errors import NothingToDoError
 from jobs.run import run_once
 
