@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
 from jobs.errors import ModelError
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 # implicit marks a filtered-out candidate with the lowest float32 score.
 FILTERED_SCORE = np.finfo(np.float32).min
+
+DIVERGED_HINT = (
+    "raise [model] regularization, or lower [model] factors or alpha, in config.toml"
+)
 
 # Users ranked per call to implicit; bounds the (users, items) score block.
 RECOMMEND_BATCH_USERS = 8_192
@@ -65,7 +70,10 @@ def fit_als(
             iterations=iterations,
             random_state=random_state,
         )
-        model.fit(user_items, show_progress=False)
+        try:
+            model.fit(user_items, show_progress=False)
+        except ModelFitError as exc:
+            raise ModelError(f"training diverged ({exc}); {DIVERGED_HINT}") from exc
     _check_finite(model)
     log.debug(
         "user_factors %s, item_factors %s",
@@ -82,7 +90,7 @@ def _check_finite(model: AlternatingLeastSquares) -> None:
         if bad:
             raise ModelError(
                 f"training diverged: {bad} of {values.size} {name} are not finite; "
-                "raise [model] regularization or lower [model] alpha in config.toml"
+                f"{DIVERGED_HINT}"
             )
 
 

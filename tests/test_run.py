@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import pytest
@@ -20,7 +21,7 @@ from helpers import (
     seed_two_groups,
     small_settings,
 )
-from jobs.errors import NothingToDoError
+from jobs.errors import ModelError, NothingToDoError
 from jobs.run import run_once
 
 
@@ -197,3 +198,89 @@ def test_only_low_ratings_is_nothing_to_do(engine: Engine) -> None:
     with engine.connect() as connection:
         status = connection.execute(text("SELECT status FROM model_runs")).scalar_one()
     assert status == "failed"
+
+
+def test_diverged_run_keeps_previous_lists(engine: Engine) -> None:
+    # Three users and two movies: with 64 factors and no regularization the
+    # normal equations are singular, and with this seed the fit produces NaN.
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO movies (movie_id, title) "
+                "VALUES (1, 'A (2000)'), (2, 'B (2000)')"
+            )
+        )
+        connection.execute(text("INSERT INTO users (user_id) VALUES (1), (2), (3)"))
+        connection.execute(
+            text(
+                "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+                "VALUES (1, 1, 5, 0), (2, 2, 5, 0), (3, 1, 5, 0), (3, 2, 5, 0)"
+            )
+        )
+    good = run_once(engine, small_settings(str(engine.url)))
+    before = published_rows(engine, "recommendations")
+    settings = small_settings(str(engine.url))
+    diverging = dataclasses.replace(
+        settings,
+        model=dataclasses.replace(
+            settings.model,
+            factors=64,
+            regularization=0.0,
+            iterations=15,
+            random_state=1,
+        ),
+    )
+    with pytest.raises(ModelError):
+        run_once(engine, diverging)
+    assert published_rows(engine, "recommendations") == before
+    with engine.connect() as connection:
+        failed = connection.execute(
+            text("SELECT status, error FROM model_runs WHERE run_id = :id"),
+            {"id": good.run_id + 1},
+        ).one()
+        leftovers = connection.execute(
+            text("SELECT COUNT(*) FROM recommendation_rows WHERE run_id = :id"),
+            {"id": good.run_id + 1},
+        ).scalar_one()
+    assert failed[0] == "failed"
+    assert "diverged" in failed[1]
+    assert leftovers == 0
+
+
+def test_user_who_saw_everything_gets_empty_list(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO movies (movie_id, title) "
+                "VALUES (1, 'A (2000)'), (2, 'B (2000)')"
+            )
+        )
+        connection.execute(text("INSERT INTO users (user_id) VALUES (1), (2)"))
+        connection.execute(
+            text(
+                "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+                "VALUES (1, 1, 5, 0), (1, 2, 4, 0), (2, 1, 5, 0)"
+            )
+        )
+    summary = run_once(engine, small_settings(str(engine.url)))
+    rows = published_rows(engine, "recommendations")
+    assert [(row[0], row[2]) for row in rows] == [(2, 2)]
+    assert summary.counts["n_recommendations"] == 1
+
+
+def test_one_user_one_movie_database(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO movies (movie_id, title) VALUES (7, 'A (2000)')")
+        )
+        connection.execute(text("INSERT INTO users (user_id) VALUES (1)"))
+        connection.execute(
+            text(
+                "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+                "VALUES (1, 7, 5, 0)"
+            )
+        )
+    summary = run_once(engine, small_settings(str(engine.url), similar_min_support=1))
+    assert summary.counts["n_recommendations"] == 0
+    assert summary.counts["n_similar"] == 0
+    assert summary.counts["n_interactions"] == 1
