@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
 # Rows per executemany call on SQLite and per COPY chunk on PostgreSQL.
@@ -48,10 +49,11 @@ def insert_rows(connection: Connection, table: str, columns: Columns) -> int:
     n_rows = _common_length(columns)
     if n_rows == 0:
         return 0
-    if connection.dialect.name == "postgresql":
-        _copy_into(connection, table, columns)
-    else:
-        _executemany(connection, _insert_sql(table, list(columns)), columns)
+    with _driver_errors(connection, f"bulk insert into {table}"):
+        if connection.dialect.name == "postgresql":
+            _copy_into(connection, table, columns)
+        else:
+            _executemany(connection, _insert_sql(table, list(columns)), columns)
     return n_rows
 
 
@@ -70,16 +72,11 @@ def upsert_rows(
     n_rows = _common_length(columns)
     if n_rows == 0:
         return 0
-    if connection.dialect.name == "postgresql":
-        _merge_via_temp_table(connection, table, columns, key, update)
-        return n_rows
-    if update:
-        assignments = ", ".join(f"{name} = excluded.{name}" for name in update)
-        action = f"DO UPDATE SET {assignments}"
-    else:
-        action = "DO NOTHING"
-    conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
-    _executemany(connection, _insert_sql(table, list(columns)) + conflict, columns)
+    with _driver_errors(connection, f"bulk upsert into {table}"):
+        if connection.dialect.name == "postgresql":
+            _merge_via_temp_table(connection, table, columns, key, update)
+        else:
+            _executemany(connection, _upsert_sql(table, columns, key, update), columns)
     return n_rows
 
 
@@ -114,10 +111,11 @@ def read_columns(
     columns must be NOT NULL numbers.
     """
     names = list(dtypes)
-    if connection.dialect.name == "postgresql":
-        frame = _copy_out(connection, query, names)
-    else:
-        frame = _fetch_all(connection, query, names)
+    with _driver_errors(connection, query):
+        if connection.dialect.name == "postgresql":
+            frame = _copy_out(connection, query, names)
+        else:
+            frame = _fetch_all(connection, query, names)
     return {name: frame[name].to_numpy(dtype=dtypes[name]) for name in names}
 
 
@@ -131,6 +129,33 @@ def _common_length(columns: Columns) -> int:
 def _insert_sql(table: str, names: Sequence[str]) -> str:
     placeholders = ", ".join("?" for _ in names)
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
+
+
+def _upsert_sql(
+    table: str, columns: Columns, key: Sequence[str], update: Sequence[str]
+) -> str:
+    if update:
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in update)
+        action = f"DO UPDATE SET {assignments}"
+    else:
+        action = "DO NOTHING"
+    conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
+    return _insert_sql(table, list(columns)) + conflict
+
+
+@contextmanager
+def _driver_errors(connection: Connection, statement: str) -> Iterator[None]:
+    """Raise the driver's errors as SQLAlchemy's, as ``execute()`` would.
+
+    The fast paths use the driver's cursor directly, so without this a full
+    disk or a lost connection would escape as ``sqlite3`` or ``psycopg``
+    errors that callers do not expect.
+    """
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 def _raw_cursor(connection: Connection) -> Any:

@@ -47,17 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, quiet=args.quiet)
+    url = "the database"
     try:
         settings = load_settings(args.config, args.database_url)
+        url = mask_url(settings.database.url)
         args.handler(args, settings, sys.stdout)
     except MovieRecsError as exc:
         return _report(exc, exc.exit_status, args.verbose)
     except migrate.SchemaNotCurrent as exc:
         return _report(exc, DatabaseError.exit_status, args.verbose)
     except (OperationalError, ProgrammingError, SQLAlchemyDatabaseError) as exc:
-        return _report(
-            exc, DatabaseError.exit_status, args.verbose, _database_message(exc)
-        )
+        message = _database_message(exc, url)
+        return _report(exc, DatabaseError.exit_status, args.verbose, message)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -77,11 +78,11 @@ def _report(
     return status
 
 
-def _database_message(exc: SQLAlchemyDatabaseError) -> str:
+def _database_message(exc: SQLAlchemyDatabaseError, url: str) -> str:
     # The driver's first line says what failed; the statement and parameters
     # that SQLAlchemy appends can be long and are left for --verbose.
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-    return f"database error: {detail}"
+    return f"database error on {url}: {detail}"
 
 
 def _engine(settings: Settings) -> Engine:

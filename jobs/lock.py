@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
-from jobs.errors import LockedError
+from jobs.errors import DatabaseError, LockedError
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,17 @@ def _advisory_lock(engine: Engine) -> Iterator[None]:
         try:
             yield
         finally:
-            conn.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-            )
+            _advisory_unlock(conn)
+
+
+def _advisory_unlock(conn: Connection) -> None:
+    try:
+        conn.execute(
+            text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
+        )
+    except OperationalError as exc:
+        # The connection is gone, and the server released the lock with it.
+        log.warning("could not release the run lock explicitly: %s", exc)
 
 
 @contextmanager
@@ -65,7 +74,13 @@ def _file_lock(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot open the run lock file {path}: {exc.strerror}; the folder of "
+            "the SQLite database must be writable"
+        ) from exc
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import mask_url
 from db.migrate import require_current
@@ -60,12 +61,21 @@ def run_once(engine: Engine, settings: Settings) -> RunSummary:
             try:
                 _stages(engine, settings, summary)
             except BaseException as exc:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                publish.fail_run(engine, run_id, reason, summary.record())
-                log.error("run %d failed: %s", run_id, reason)
+                _record_failure(engine, summary, exc)
                 raise
             log.info("run %d succeeded in %.2f s", run_id, summary.timings["total"])
     return summary
+
+
+def _record_failure(engine: Engine, summary: RunSummary, exc: BaseException) -> None:
+    reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    log.error("run %d failed: %s", summary.run_id, reason)
+    try:
+        publish.fail_run(engine, summary.run_id, reason, summary.record())
+    except SQLAlchemyError as record_error:
+        # The database itself may be what failed. The record stays `running`
+        # and the next run marks it abandoned; the original error is raised.
+        log.error("could not record run %d as failed: %s", summary.run_id, record_error)
 
 
 def _require_interactions(engine: Engine) -> None:

@@ -126,6 +126,14 @@ class PostgresServer:
             time.monotonic() - started,
         )
 
+    def pause(self) -> None:
+        """Shut the server down in fast mode but keep ``data_dir``, for fault tests."""
+        _stop_server(self.bin_dir, self.data_dir, self._account)
+
+    def resume(self) -> None:
+        """Start a paused server again on the same data and socket."""
+        _start_server(self.bin_dir, self.data_dir, self._account)
+
     def create_database(self, name: str) -> str:
         """Create the database ``name`` and return its SQLAlchemy URL.
 
