@@ -5,6 +5,11 @@ ingest and by other systems with plain SQL. Output tables are keyed by
 ``run_id``; readers use the ``recommendations`` and ``similar_movies`` views
 (created by the migrations), which show only the run named in
 ``published_run``.
+
+The run-keyed result tables have no foreign keys: they hold derived rows
+written in bulk from one snapshot, and PostgreSQL's per-row foreign-key
+triggers made writing them about ten times slower (0.25 s against 2-3 s for
+120,800 rows, measured on ml-1m). Runs delete their own rows explicitly.
 """
 
 from __future__ import annotations
@@ -150,16 +155,10 @@ class RecommendationRow(Base):
         CheckConstraint("rank >= 1", name="rank_positive"),
     )
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("model_runs.run_id", ondelete="CASCADE"), primary_key=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
-    movie_id: Mapped[int] = mapped_column(
-        ForeignKey("movies.movie_id", ondelete="CASCADE")
-    )
+    movie_id: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(8))
 
@@ -170,16 +169,10 @@ class SimilarMovieRow(Base):
     __tablename__ = "similar_movie_rows"
     __table_args__ = (CheckConstraint("rank >= 1", name="rank_positive"),)
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("model_runs.run_id", ondelete="CASCADE"), primary_key=True
-    )
-    movie_id: Mapped[int] = mapped_column(
-        ForeignKey("movies.movie_id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    movie_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
-    similar_movie_id: Mapped[int] = mapped_column(
-        ForeignKey("movies.movie_id", ondelete="CASCADE")
-    )
+    similar_movie_id: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
 
 

@@ -153,24 +153,6 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "rank >= 1", name=op.f("ck_recommendation_rows_rank_positive")
         ),
-        sa.ForeignKeyConstraint(
-            ["movie_id"],
-            ["movies.movie_id"],
-            name=op.f("fk_recommendation_rows_movie_id_movies"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["run_id"],
-            ["model_runs.run_id"],
-            name=op.f("fk_recommendation_rows_run_id_model_runs"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.user_id"],
-            name=op.f("fk_recommendation_rows_user_id_users"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint(
             "run_id", "user_id", "rank", name=op.f("pk_recommendation_rows")
         ),
@@ -184,24 +166,6 @@ def upgrade() -> None:
         sa.Column("score", sa.Float(), nullable=False),
         sa.CheckConstraint(
             "rank >= 1", name=op.f("ck_similar_movie_rows_rank_positive")
-        ),
-        sa.ForeignKeyConstraint(
-            ["movie_id"],
-            ["movies.movie_id"],
-            name=op.f("fk_similar_movie_rows_movie_id_movies"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["run_id"],
-            ["model_runs.run_id"],
-            name=op.f("fk_similar_movie_rows_run_id_model_runs"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["similar_movie_id"],
-            ["movies.movie_id"],
-            name=op.f("fk_similar_movie_rows_similar_movie_id_movies"),
-            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint(
             "run_id", "movie_id", "rank", name=op.f("pk_similar_movie_rows")
