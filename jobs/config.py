@@ -39,10 +39,10 @@ class ModelSettings:
     min_rating: float = 3.0
     # Confidence of a favorite; a favorited pair gets max(rating, favorite_weight).
     favorite_weight: float = 5.0
-    factors: int = 64
-    regularization: float = 30.0
+    factors: int = 96
+    regularization: float = 60.0
     alpha: float = 1.0
-    iterations: int = 15
+    iterations: int = 10
     random_state: int = 42
 
 
