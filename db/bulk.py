@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import io
 import itertools
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Table
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
 # Rows per executemany call on SQLite and per COPY chunk on PostgreSQL.
@@ -81,25 +82,54 @@ def upsert_rows(
 
 
 @contextmanager
-def foreign_keys_checked_at_end(connection: Connection, table: Table) -> Iterator[None]:
-    """Check ``table``'s foreign keys once, after a bulk load, not per row.
+def bulk_load(engine: Engine, table: Table) -> Iterator[Connection]:
+    """Open one transaction for a bulk load that checks ``table``'s foreign keys once.
 
-    PostgreSQL checks each row's foreign keys with a trigger, which makes
-    loading a million rows several times slower. Inside the caller's
-    transaction the constraints are dropped and added back when the block
-    ends, which validates every row in one join. That holds an exclusive lock
-    on ``table`` until the transaction ends. SQLite's per-row check is cheap,
-    so it is kept there.
+    Checking each row as it arrives made loading a million ratings several
+    times slower: PostgreSQL runs a trigger per row, SQLite a lookup per row.
+    Instead, PostgreSQL drops the constraints and adds them back at the end,
+    which validates every row in one join but holds an exclusive lock on
+    ``table`` until commit. SQLite turns enforcement off for this connection
+    and runs ``PRAGMA foreign_key_check`` before commit.
+
+    Raises:
+        IntegrityError: a loaded row references a missing parent row; the
+            transaction is rolled back.
     """
-    if connection.dialect.name != "postgresql":
-        yield
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            constraints = sorted(
+                table.foreign_key_constraints, key=lambda fk: str(fk.name)
+            )
+            for constraint in constraints:
+                connection.execute(DropConstraint(constraint))
+            yield connection
+            for constraint in constraints:
+                connection.execute(AddConstraint(constraint))
         return
-    constraints = sorted(table.foreign_key_constraints, key=lambda fk: str(fk.name))
-    for constraint in constraints:
-        connection.execute(DropConstraint(constraint))
-    yield
-    for constraint in constraints:
-        connection.execute(AddConstraint(constraint))
+    with engine.connect() as connection:
+        # The pragma is a no-op inside a transaction, so it goes to the driver
+        # before SQLAlchemy begins one.
+        driver = connection.connection.driver_connection
+        driver.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                yield connection
+                _check_sqlite_foreign_keys(connection, table.name)
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+
+
+def _check_sqlite_foreign_keys(connection: Connection, table: str) -> None:
+    statement = f"PRAGMA foreign_key_check({table})"
+    violations = connection.exec_driver_sql(statement).fetchall()
+    if violations:
+        first = violations[0]
+        message = (
+            f"{len(violations)} rows of {table} reference missing rows in "
+            f"{first[2]} (first: rowid {first[1]})"
+        )
+        raise IntegrityError(statement, None, sqlite3.IntegrityError(message))
 
 
 def read_columns(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
@@ -141,3 +142,29 @@ def test_plain_sql_user_never_reuses_id(engine: Engine, tmp_path: Path) -> None:
         ).scalar_one()
     assert first == 4
     assert second == 5
+
+
+def test_bulk_load_checks_foreign_keys(engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from db.bulk import bulk_load, upsert_rows
+    from db.models import Rating
+
+    with pytest.raises(IntegrityError):
+        with bulk_load(engine, Rating.__table__) as connection:  # type: ignore[arg-type]
+            upsert_rows(
+                connection,
+                "ratings",
+                {
+                    "user_id": np.array([1, 2]),
+                    "movie_id": np.array([5, 5]),
+                    "rating": np.array([4.0, 3.0]),
+                    "rated_at": np.array([0, 0]),
+                },
+                key=["user_id", "movie_id"],
+            )
+    assert counts(engine) == {"movies": 0, "users": 0, "ratings": 0}
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            enforced = connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+            assert enforced == 1
