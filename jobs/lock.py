@@ -97,6 +97,11 @@ def _file_lock(path: Path | None) -> Iterator[None]:
 def _lock_path(engine: Engine) -> Path | None:
     """Return ``<database file>.lock``, or None for an in-memory database."""
     database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if not database or database == ":memory:":
         return None
-    return Path(database).with_name(Path(database).name + ".lock")
+    if database.startswith("file:"):
+        # A URI filename: the path ends at the query string.
+        database = database.removeprefix("file:").split("?", 1)[0]
+    # Resolve links, so that every path to one file shares one lock.
+    path = Path(database).resolve()
+    return path.with_name(path.name + ".lock")

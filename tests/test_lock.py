@@ -7,10 +7,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
+from db.engine import make_engine
 from helpers import seed_two_groups, small_settings
 from jobs.cli import main
 from jobs.errors import LockedError
@@ -83,3 +85,14 @@ def test_killed_holder_does_not_block(engine: Engine, database_url: str) -> None
                 raise
             time.sleep(0.2)
     assert summary.run_id == 1
+
+
+def test_lock_shared_through_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "real.db"
+    link = tmp_path / "link.db"
+    target.touch()
+    link.symlink_to(target)
+    with run_lock(make_engine(f"sqlite:///{target}")):
+        with pytest.raises(LockedError):
+            with run_lock(make_engine(f"sqlite:///{link}")):
+                pass
