@@ -6,6 +6,7 @@ the id arrays map them back to ``user_id`` and ``movie_id``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class Snapshot:
     """Column arrays of the input tables, read in one transaction."""
 
     user_ids: np.ndarray  # int64, every user in `users`, ascending
+    catalogue_ids: np.ndarray  # int64, every movie in `movies`, ascending
     rating_user_ids: np.ndarray  # int64
     rating_movie_ids: np.ndarray  # int64
     ratings: np.ndarray  # float32 stars
@@ -91,6 +93,11 @@ def read_snapshot(engine: Engine) -> Snapshot:
                 "SELECT user_id FROM users ORDER BY user_id",
                 {"user_id": np.int64},
             )
+            movies = read_columns(
+                connection,
+                "SELECT movie_id FROM movies ORDER BY movie_id",
+                {"movie_id": np.int64},
+            )
             ratings = read_columns(
                 connection,
                 "SELECT user_id, movie_id, rating FROM ratings",
@@ -103,6 +110,7 @@ def read_snapshot(engine: Engine) -> Snapshot:
             )
     return Snapshot(
         user_ids=users["user_id"],
+        catalogue_ids=movies["movie_id"],
         rating_user_ids=ratings["user_id"],
         rating_movie_ids=ratings["movie_id"],
         ratings=ratings["rating"],
@@ -121,6 +129,7 @@ def build_interactions(
     is both gets ``max(rating, favorite_weight)``. Lower ratings are not
     positives but still count as seen.
     """
+    snapshot = drop_orphans(snapshot)
     kept = snapshot.ratings >= min_rating
     positive_users = np.concatenate(
         [snapshot.rating_user_ids[kept], snapshot.favorite_user_ids]
@@ -161,6 +170,53 @@ def build_interactions(
         seen.nnz,
     )
     return interactions
+
+
+def drop_orphans(snapshot: Snapshot) -> Snapshot:
+    """Drop ratings and favorites whose user or movie is not in the snapshot.
+
+    Foreign keys prevent such rows, but SQLite enforces them only on
+    connections that turn them on, which the ``sqlite3`` shell does not by
+    default. Each dropped row is counted in a warning with the first ids.
+    """
+    rating_ok = _known_pairs(
+        snapshot, snapshot.rating_user_ids, snapshot.rating_movie_ids, "ratings"
+    )
+    favorite_ok = _known_pairs(
+        snapshot, snapshot.favorite_user_ids, snapshot.favorite_movie_ids, "favorites"
+    )
+    if rating_ok.all() and favorite_ok.all():
+        return snapshot
+    return dataclasses.replace(
+        snapshot,
+        rating_user_ids=snapshot.rating_user_ids[rating_ok],
+        rating_movie_ids=snapshot.rating_movie_ids[rating_ok],
+        ratings=snapshot.ratings[rating_ok],
+        favorite_user_ids=snapshot.favorite_user_ids[favorite_ok],
+        favorite_movie_ids=snapshot.favorite_movie_ids[favorite_ok],
+    )
+
+
+def _known_pairs(
+    snapshot: Snapshot, user_ids: np.ndarray, movie_ids: np.ndarray, table: str
+) -> np.ndarray:
+    known = np.isin(user_ids, snapshot.user_ids) & np.isin(
+        movie_ids, snapshot.catalogue_ids
+    )
+    n_orphans = int((~known).sum())
+    if n_orphans:
+        first_users = user_ids[~known][:3].tolist()
+        first_movies = movie_ids[~known][:3].tolist()
+        examples = list(zip(first_users, first_movies, strict=True))
+        log.warning(
+            "skipped %d %s rows whose user or movie does not exist "
+            "(user_id, movie_id): %s; delete them, and enable foreign keys "
+            "(PRAGMA foreign_keys = ON) on SQLite connections that write",
+            n_orphans,
+            table,
+            examples,
+        )
+    return known
 
 
 def _pair_matrix(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from jobs.dataset import Snapshot, build_interactions
 
@@ -13,6 +16,7 @@ def small_snapshot() -> Snapshot:
     # user 3: nothing at all
     return Snapshot(
         user_ids=np.array([1, 2, 3]),
+        catalogue_ids=np.array([10, 11, 12, 13]),
         rating_user_ids=np.array([1, 1, 1, 2, 2]),
         rating_movie_ids=np.array([10, 11, 12, 10, 11]),
         ratings=np.array([5, 2, 3, 1, 2], dtype=np.float32),
@@ -63,3 +67,17 @@ def test_support_and_warm_users() -> None:
     interactions = build_interactions(small_snapshot(), 3.0, 5.0)
     assert interactions.item_support().tolist() == [1, 1, 1]
     assert interactions.users_with_positives().tolist() == [True, True, False]
+
+
+def test_orphan_rows_skipped_with_warning(caplog: pytest.LogCaptureFixture) -> None:
+    snapshot = dataclasses.replace(
+        small_snapshot(),
+        favorite_user_ids=np.array([1, 2, 999, 1]),
+        favorite_movie_ids=np.array([10, 11, 10, 777]),
+    )
+    interactions = build_interactions(snapshot, 3.0, 5.0)
+    assert interactions.user_ids.tolist() == [1, 2, 3]
+    assert interactions.movie_ids.tolist() == [10, 11, 12]
+    assert interactions.user_items.nnz == 3
+    assert "skipped 2 favorites rows" in caplog.text
+    assert "(999, 10)" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,3 +114,20 @@ def test_server_stopped_mid_run(own_postgres: PostgresServer, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert run_statuses(engine) == ["succeeded", "abandoned", "succeeded"]
     engine.dispose()
+
+
+@pytest.mark.backends("sqlite")
+def test_orphan_favorite_from_sqlite_shell(
+    engine: Engine, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_two_groups(engine)
+    # Python's sqlite3 module, like the sqlite3 shell, leaves foreign keys off.
+    path = database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as shell:
+        shell.execute("INSERT INTO favorites (user_id, movie_id) VALUES (999999, 1)")
+        shell.execute("INSERT INTO favorites (user_id, movie_id) VALUES (1, 777)")
+    summary = run_once(engine, small_settings(database_url))
+    assert summary.counts["n_favorites"] == 2
+    assert "skipped 2 favorites rows" in caplog.text
+    movies = {row[2] for row in published_rows(engine, "recommendations")}
+    assert 777 not in movies
