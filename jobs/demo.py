@@ -22,8 +22,10 @@ from typing import TextIO
 from sqlalchemy import Engine
 
 from db import migrate
+from db.engine import mask_url
 from jobs import favorites, published
 from jobs.config import Settings
+from jobs.errors import DataError
 from jobs.ingest import ingest
 from jobs.run import run_once
 from jobs.synthetic import write_synthetic_movielens
@@ -70,7 +72,14 @@ def run_demo(
         if source.synthetic:
             _warn_synthetic(out)
         print(f"Loading {source.description}", file=out)
-        ingest(engine, source.path)
+        try:
+            ingest(engine, source.path)
+        except DataError as exc:
+            raise DataError(
+                f"{exc}. The demo needs an empty database or one loaded from the "
+                f"same files, and {mask_url(engine.url)} holds other data: delete "
+                "it, or pass --database-url with a new database"
+            ) from exc
 
     added = favorites.add_favorites(engine, DEMO_USER, DEMO_FAVORITES)
     print(f"User {DEMO_USER!r} (user_id {added.user_id}) likes:", file=out)

@@ -12,10 +12,14 @@ from sqlalchemy import Connection, Engine, text
 
 from db.bulk import bulk_load, upsert_rows
 from db.models import Rating
+from jobs.errors import DataError
 from jobs.movielens import MovieLensData, read_movielens
 
 log = logging.getLogger(__name__)
 
+
+# The catalogue file of each layout, for error messages.
+MOVIE_FILES = {"ml-1m": "movies.dat", "ml-100k": "u.item", "csv": "movies.csv"}
 
 RATING_COLUMNS = {
     "user_id": np.int64,
@@ -87,6 +91,7 @@ def ingest(engine: Engine, source: Path) -> IngestResult:
 def _write(connection: Connection, data: MovieLensData) -> None:
     movies = data.movies
     ratings = data.ratings
+    _check_titles_match(connection, data)
     upsert_rows(
         connection,
         "movies",
@@ -117,6 +122,34 @@ def _write(connection: Connection, data: MovieLensData) -> None:
     if connection.dialect.name == "postgresql":
         _advance_identity(connection, "users", "user_id")
         _advance_identity(connection, "movies", "movie_id")
+
+
+def _check_titles_match(connection: Connection, data: MovieLensData) -> None:
+    """Reject movies whose id is stored under another title.
+
+    MovieLens releases number movies differently (movie 2 is Jumanji in
+    ml-1m but GoldenEye in ml-100k), so loading a second release into the
+    same tables would file its ratings under the wrong titles.
+    """
+    stored = dict(connection.execute(text("SELECT movie_id, title FROM movies")).all())
+    if not stored:
+        return
+    conflicts = [
+        (movie_id, title, stored[movie_id])
+        for movie_id, title in zip(
+            data.movies["movie_id"].tolist(), data.movies["title"].tolist(), strict=True
+        )
+        if movie_id in stored and stored[movie_id] != title
+    ]
+    if conflicts:
+        movie_id, title, old_title = conflicts[0]
+        raise DataError(
+            f"movie_id {movie_id} is {title!r} here but {old_title!r} in the "
+            f"database ({len(conflicts)} such conflicts); MovieLens releases number "
+            "movies differently, so load each release into its own database "
+            "(--database-url), or rename the movie in the database first",
+            path=MOVIE_FILES[data.layout],
+        )
 
 
 def _advance_identity(connection: Connection, table: str, column: str) -> None:

@@ -140,3 +140,14 @@ def test_locate_falls_back_when_unreachable(
     assert source.synthetic
     assert (source.path / "ratings.dat").is_file()
     assert not (tmp_path / "cache" / "movie-recs" / "ml-1m.zip").exists()
+
+
+def test_demo_rejects_database_with_other_data(tmp_path: Path) -> None:
+    env = {"MOVIELENS_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    other = write_synthetic_movielens(tmp_path / "other", n_ratings=3_000, seed=5)
+    first = run_demo_command(tmp_path, "--movielens-dir", str(other), env=env)
+    assert first.returncode == 0, first.stderr
+    second = run_demo_command(tmp_path, "--no-download", env=env)
+    assert second.returncode == 3
+    assert "holds other data" in second.stderr
+    assert "--database-url" in second.stderr

@@ -168,3 +168,18 @@ def test_bulk_load_checks_foreign_keys(engine: Engine) -> None:
         if engine.dialect.name == "sqlite":
             enforced = connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
             assert enforced == 1
+
+
+def test_other_release_titles_rejected(engine: Engine, tmp_path: Path) -> None:
+    ingest(engine, write_ml_1m(tmp_path / "a", MOVIES, RATINGS))
+    renamed = [MOVIES[0], "2::GoldenEye (1995)::Action", MOVIES[2]]
+    with pytest.raises(DataError) as error:
+        ingest(engine, write_ml_1m(tmp_path / "b", renamed, RATINGS))
+    message = str(error.value)
+    assert message.startswith("movies.dat: movie_id 2 is 'GoldenEye (1995)' here")
+    assert "'Misérables, Les (1995)' in the database" in message
+    with engine.connect() as connection:
+        title = connection.execute(
+            text("SELECT title FROM movies WHERE movie_id = 2")
+        ).scalar_one()
+    assert title == "Misérables, Les (1995)"
