@@ -1,7 +1,7 @@
 """Resolve movie titles as people type them to ``movie_id`` values.
 
-A title matches, in this order of preference: exactly; ignoring case and
-spacing; with a leading article moved to the end as MovieLens writes it
+A title matches, in this order of preference: exactly; ignoring case,
+accents and spacing; with a leading article moved to the end as MovieLens writes it
 (``The Terminator (1984)`` is ``Terminator, The (1984)``); and, when the
 query has no year, by its name alone. The first rule that matches anything
 decides; more than one movie there is an ambiguity, never a silent pick.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -85,9 +86,20 @@ class TitleIndex:
         return []
 
     def _suggestions(self, query: str) -> str:
+        if not self.exact:
+            return (
+                "; the movies table is empty, so load data first: "
+                "python -m jobs ingest DIR"
+            )
+        key = canonical_title(query)
         close = difflib.get_close_matches(
-            canonical_title(query), self.canonical, n=MAX_SUGGESTIONS, cutoff=0.6
+            key, self.canonical, n=MAX_SUGGESTIONS, cutoff=0.6
         )
+        if not close:
+            # A short query such as 'Star Wars' is far from every long title
+            # by edit distance, but is contained in the ones meant.
+            name = canonical_name(split_year(query)[0])
+            close = sorted(k for k in self.canonical if name and name in k)
         if not close:
             return "; check the spelling and the year, e.g. 'Jaws (1975)'"
         titles = [movie.title for key in close for movie in self.canonical[key]]
@@ -95,8 +107,10 @@ class TitleIndex:
 
 
 def fold(title: str) -> str:
-    """Lower-case ``title`` and collapse its white space."""
-    return SPACES.sub(" ", title).strip().casefold()
+    """Lower-case ``title``, drop its accents and collapse its white space."""
+    decomposed = unicodedata.normalize("NFKD", title)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return SPACES.sub(" ", bare).strip().casefold()
 
 
 def split_year(title: str) -> tuple[str, str | None]:

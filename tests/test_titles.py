@@ -38,6 +38,8 @@ def index() -> TitleIndex:
         ("Les Misérables (1995)", 3),
         ("Misérables, Les (1995)", 3),
         ("Jaws", 8),
+        ("Les Miserables (1995)", 3),
+        ("miserables, les", 3),
         ("jaws (1975)", 8),
     ],
 )
@@ -88,3 +90,24 @@ def test_exact_match_beats_name_match(index: TitleIndex) -> None:
 def test_canonical_title_moves_article() -> None:
     assert canonical_title("The Terminator (1984)") == "terminator, the (1984)"
     assert canonical_title("Terminator, The (1984)") == "terminator, the (1984)"
+
+
+def test_short_query_suggests_containing_titles() -> None:
+    index = TitleIndex(
+        [
+            Movie(1, "Star Wars: Episode IV - A New Hope (1977)"),
+            Movie(2, "Star Wars: Episode V - The Empire Strikes Back (1980)"),
+            Movie(3, "Jaws (1975)"),
+        ]
+    )
+    with pytest.raises(DataError) as error:
+        index.resolve("Star Wars")
+    message = str(error.value)
+    assert "did you mean: Star Wars: Episode IV - A New Hope (1977)" in message
+    assert "Star Wars: Episode V - The Empire Strikes Back (1980)" in message
+    assert "Jaws" not in message
+
+
+def test_empty_catalogue_says_to_ingest() -> None:
+    with pytest.raises(DataError, match="the movies table is empty"):
+        TitleIndex([]).resolve("Jaws (1975)")
