@@ -19,6 +19,7 @@ import codecs
 import csv
 import io
 import logging
+import re
 import time
 import warnings
 import zipfile
@@ -34,6 +35,11 @@ import pandas as pd
 from jobs.errors import DataError
 
 log = logging.getLogger(__name__)
+
+# A two- or three-byte UTF-8 sequence. ISO-8859-1 text almost never contains
+# one ('Ã' followed by a byte from 0x80-0xBF), so a file that has one and also
+# has bytes that are not UTF-8 mixes the two encodings.
+UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
 
 ML_100K_GENRES: tuple[str, ...] = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -441,8 +447,16 @@ def _detect_encoding(path: str, content: bytes, fmt: _FileFormat) -> str:
     try:
         content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if not fmt.is_csv:
+        if not fmt.is_csv and not UTF8_MULTIBYTE.search(content):
             return "latin-1"
+        if not fmt.is_csv:
+            raise DataError(
+                f"byte 0x{content[exc.start]:02X} is not valid UTF-8, but other "
+                "lines are UTF-8, so the file mixes encodings; save all of "
+                f"{fmt.name} as UTF-8 or all as ISO-8859-1",
+                path=path,
+                line=content.count(b"\n", 0, exc.start) + 1,
+            ) from exc
         raise DataError(
             f"byte 0x{content[exc.start]:02X} is not valid UTF-8; save "
             f"{fmt.name} as UTF-8",

@@ -151,6 +151,21 @@ def test_ml_1m_resaved_as_utf8(tmp_path: Path) -> None:
     ]
 
 
+def test_ml_1m_mixed_encodings_rejected(tmp_path: Path) -> None:
+    write_layout(tmp_path, "ml-1m")
+    utf8 = text_of(MOVIES_DAT).encode("utf-8")
+    mixed = utf8 + "99::Café Society (2016)::Comedy\n".encode("latin-1")
+    (tmp_path / "movies.dat").write_bytes(mixed)
+
+    with pytest.raises(DataError) as error:
+        read_movielens(tmp_path)
+
+    message = str(error.value)
+    assert f"line {len(MOVIES_DAT) + 1}:" in message
+    assert "byte 0xE9 is not valid UTF-8" in message
+    assert "mixes encodings" in message
+
+
 def test_ml_1m_quotes_kept_in_title(tmp_path: Path) -> None:
     movies = [*MOVIES_DAT, '4::"Quoted" Night (2000)::Drama']
     write_layout(tmp_path, "ml-1m", {"movies.dat": text_of(movies)})
