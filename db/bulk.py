@@ -107,7 +107,8 @@ def bulk_load(engine: Engine, table: Table) -> Iterator[Connection]:
             for constraint in constraints:
                 connection.execute(AddConstraint(constraint))
         return
-    with engine.connect() as connection:
+    # IMMEDIATE: the load reads counts before it writes (see write_transaction).
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
         # The pragma is a no-op inside a transaction, so it goes to the driver
         # before SQLAlchemy begins one.
         driver = connection.connection.driver_connection

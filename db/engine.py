@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -93,7 +95,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """Open a transaction that reads and then writes.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``, which takes the write lock
+    up front and so waits the busy timeout for another writer. A deferred
+    transaction that read first fails at once with "database is locked" when
+    another writer committed since its read. PostgreSQL needs nothing extra.
+    """
+    options = {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
+    with engine.connect().execution_options(**options) as connection:
+        with connection.begin():
+            yield connection
 
 
 def _journal_mode(cursor: sqlite3.Cursor) -> str:

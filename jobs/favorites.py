@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
+from db.engine import write_transaction
 from db.models import Favorite, Movie, User
 from jobs.errors import DataError
 from jobs.titles import Movie as TitledMovie
@@ -83,7 +84,7 @@ def add_favorites(
     """
     if not titles and not movie_ids:
         raise DataError("no movies given; pass one or more titles or --movie-id")
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         movies = _resolve_movies(connection, titles, movie_ids)
         user_id, created = _find_or_create_user(connection, user)
         existing = set(

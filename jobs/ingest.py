@@ -131,7 +131,8 @@ def _check_titles_match(connection: Connection, data: MovieLensData) -> None:
     ml-1m but GoldenEye in ml-100k), so loading a second release into the
     same tables would file its ratings under the wrong titles.
     """
-    stored = dict(connection.execute(text("SELECT movie_id, title FROM movies")).all())
+    rows = connection.execute(text("SELECT movie_id, title FROM movies"))
+    stored: dict[int, str] = {int(movie_id): str(title) for movie_id, title in rows}
     if not stored:
         return
     conflicts = [

@@ -66,6 +66,15 @@ def seed_two_groups(engine: Engine, seed: int = 7) -> TwoGroups:
             ),
             [{"u": u, "m": m, "r": r} for u, m, r in data.ratings],
         )
+        if engine.dialect.name == "postgresql":
+            # As ingest does: later inserts without an id get fresh ones.
+            for table, column in (("users", "user_id"), ("movies", "movie_id")):
+                connection.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', "
+                        f"'{column}'), (SELECT MAX({column}) FROM {table}))"
+                    )
+                )
     return data
 
 
