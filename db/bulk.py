@@ -23,6 +23,9 @@ from sqlalchemy.schema import AddConstraint, DropConstraint
 # Rows per executemany call on SQLite and per COPY chunk on PostgreSQL.
 BATCH_ROWS = 100_000
 
+# SQLite page cache of a bulk load's connection, in KiB; used only as needed.
+BULK_CACHE_KIB = 256 * 1024
+
 # PostgreSQL column types that binary COPY writes from numpy, with the
 # big-endian dtype of their wire format.
 BINARY_TYPES = {
@@ -111,14 +114,19 @@ def bulk_load(engine: Engine, table: Table) -> Iterator[Connection]:
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
         # The pragma is a no-op inside a transaction, so it goes to the driver
         # before SQLAlchemy begins one.
-        driver = connection.connection.driver_connection
-        driver.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        driver: Any = connection.connection.driver_connection
+        driver.execute("PRAGMA foreign_keys = OFF")
+        # With SQLite's default 2 MiB page cache, a million-row load spills
+        # pages to the WAL over and over (measured: 8.9 s instead of 4.9 s).
+        default_cache = driver.execute("PRAGMA cache_size").fetchone()[0]
+        driver.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         try:
             with connection.begin():
                 yield connection
                 _check_sqlite_foreign_keys(connection, table.name)
         finally:
-            driver.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+            driver.execute("PRAGMA foreign_keys = ON")
+            driver.execute(f"PRAGMA cache_size = {int(default_cache)}")
 
 
 def _check_sqlite_foreign_keys(connection: Connection, table: str) -> None:
