@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -112,6 +113,17 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.connect().execution_options(**options) as connection:
         with connection.begin():
             yield connection
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """Return the file of a SQLite engine, or None for memory or another backend."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or _is_memory(engine) or database is None:
+        return None
+    if database.startswith("file:"):
+        # A URI filename: the path ends at the query string.
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return Path(database)
 
 
 def _journal_mode(cursor: sqlite3.Cursor) -> str:

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 import migrations
@@ -24,6 +25,10 @@ class SchemaNotCurrent(RuntimeError):
             f"the database schema is not up to date ({found}, expected {head}); "
             "run: python -m jobs db upgrade"
         )
+
+
+class UnknownRevision(ValueError):
+    """A revision name that the packaged migrations do not have."""
 
 
 def alembic_config() -> Config:
@@ -66,9 +71,24 @@ def require_current(engine: Engine) -> None:
 
 def _run(engine: Engine, direction: str, revision: str) -> None:
     config = alembic_config()
+    _check_revision(config, revision)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         if direction == "upgrade":
             command.upgrade(config, revision)
         else:
             command.downgrade(config, revision)
+
+
+def _check_revision(config: Config, revision: str) -> None:
+    # Relative targets such as "-1" or "+1" are Alembic's own syntax.
+    if revision in ("head", "base") or revision[:1] in "+-":
+        return
+    script = ScriptDirectory.from_config(config)
+    try:
+        script.get_revision(revision)
+    except CommandError as exc:
+        known = ", ".join(rev.revision for rev in script.walk_revisions())
+        raise UnknownRevision(
+            f"unknown revision {revision!r}; known revisions: {known}, or head or base"
+        ) from exc

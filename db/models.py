@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -97,6 +98,13 @@ class Rating(Base):
     rating: Mapped[float] = mapped_column(Float)
     # Seconds since the Unix epoch (UTC), as the MovieLens files store it.
     rated_at: Mapped[int] = mapped_column(BigInteger)
+    # When the row arrived or its rating last changed, by the database clock:
+    # a server default on INSERT and a trigger on UPDATE OF rating (revision
+    # 0002). ``refresh`` finds changed users by it; ``rated_at`` comes from
+    # the source data and cannot be trusted for that.
+    changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.current_timestamp(), index=True
+    )
 
 
 class Favorite(Base):
@@ -111,7 +119,7 @@ class Favorite(Base):
         ForeignKey("movies.movie_id", ondelete="CASCADE"), primary_key=True
     )
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.current_timestamp()
+        DateTime(timezone=True), server_default=func.current_timestamp(), index=True
     )
 
 
@@ -185,3 +193,32 @@ class PublishedRun(Base):
     slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     run_id: Mapped[int] = mapped_column(ForeignKey("model_runs.run_id"))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunModel(Base):
+    """The trained model of one succeeded or running run, for ``refresh``.
+
+    ``refresh`` solves new users' factors against these item factors, so it
+    needs no retrain. Arrays are stored as ``np.save`` bytes.
+    """
+
+    __tablename__ = "run_models"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("model_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    factors: Mapped[int] = mapped_column(Integer)
+    regularization: Mapped[float] = mapped_column(Float)
+    alpha: Mapped[float] = mapped_column(Float)
+    min_rating: Mapped[float] = mapped_column(Float)
+    favorite_weight: Mapped[float] = mapped_column(Float)
+    # float32, shape (n_items, factors); row item_idx is movie_ids[item_idx].
+    item_factors: Mapped[bytes] = mapped_column(LargeBinary)
+    # int64, shape (n_items,): the movie_id of each item_idx.
+    movie_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    # int64, shape (n_items,): positives per item in the run's training data.
+    item_support: Mapped[bytes] = mapped_column(LargeBinary)
+    # Database clock at or before the run's snapshot of the inputs.
+    inputs_as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Database clock at the snapshot of the latest refresh; NULL before one.
+    refreshed_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

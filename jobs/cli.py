@@ -18,12 +18,13 @@ from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from db import migrate
-from db.engine import InvalidDatabaseURL, make_engine, mask_url
-from jobs import __version__, demo, favorites, published
+from db.engine import InvalidDatabaseURL, make_engine, mask_url, sqlite_file
+from jobs import __version__, demo, favorites, published, schedule
 from jobs.config import Settings, load_settings
-from jobs.errors import ConfigError, DatabaseError, MovieRecsError
+from jobs.errors import ConfigError, DatabaseError, MovieRecsError, UsageError
 from jobs.ingest import ingest
 from jobs.logs import configure_logging
+from jobs.refresh import refresh
 from jobs.run import run_once
 
 log = logging.getLogger("jobs")
@@ -33,7 +34,8 @@ EXIT_STATUSES = """exit statuses:
   1  unexpected failure (a bug; rerun with --verbose for the traceback)
   2  invalid usage or configuration
   3  invalid input data (file, line and value are named)
-  4  nothing to do: the database has no ratings or favorites to train on
+  4  nothing to do: the database has no ratings or favorites to train on,
+     or (refresh) no run with a stored model is published yet
   5  another run holds the run lock
   6  database unreachable, failing, or its schema not up to date
   7  training failed (for example diverged); the previous lists stay published
@@ -56,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc, exc.exit_status, args.verbose)
     except migrate.SchemaNotCurrent as exc:
         return _report(exc, DatabaseError.exit_status, args.verbose)
+    except migrate.UnknownRevision as exc:
+        return _report(exc, ConfigError.exit_status, args.verbose)
+    except BrokenPipeError:
+        # The reader of stdout went away (as in `... | head`); nothing to say.
+        sys.stderr.close()
+        return 0
     except (OperationalError, ProgrammingError, SQLAlchemyDatabaseError) as exc:
         message = _database_message(exc, url)
         return _report(exc, DatabaseError.exit_status, args.verbose, message)
@@ -85,16 +93,30 @@ def _database_message(exc: SQLAlchemyDatabaseError, url: str) -> str:
     return f"database error on {url}: {detail}"
 
 
-def _engine(settings: Settings) -> Engine:
+def _engine(settings: Settings, create: bool = False) -> Engine:
+    """Make the engine; a missing SQLite file is an error unless ``create``.
+
+    SQLite creates a missing file on first connect, so a command run from the
+    wrong folder (a crontab line without ``cd``) would otherwise make an empty
+    database there and report that its schema is behind.
+    """
     try:
-        return make_engine(settings.database.url)
+        engine = make_engine(settings.database.url)
     except InvalidDatabaseURL as exc:
         raise ConfigError(str(exc)) from exc
+    path = sqlite_file(engine)
+    if not create and path is not None and not path.exists():
+        raise DatabaseError(
+            f"database file {path.resolve()} does not exist; run from the folder "
+            "that holds it, point DATABASE_URL or --database-url at it, or create "
+            "it with: python -m jobs db upgrade"
+        )
+    return engine
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Apply migrations up to the requested revision."""
-    engine = _engine(settings)
+    engine = _engine(settings, create=True)
     migrate.upgrade(engine, args.revision)
     print(
         f"database {mask_url(engine.url)} is at revision "
@@ -138,6 +160,8 @@ def cmd_favorites_add(
     args: argparse.Namespace, settings: Settings, out: TextIO
 ) -> None:
     """Add favorites by title for a new or existing user."""
+    if not args.titles and not args.movie_id:
+        raise UsageError("favorites add needs at least one TITLE or --movie-id")
     engine = _engine(settings)
     migrate.require_current(engine)
     result = favorites.add_favorites(engine, args.user, args.titles, args.movie_id)
@@ -163,6 +187,32 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings, out: TextIO) -> N
     )
 
 
+def cmd_refresh(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Recompute the lists of users whose inputs changed, without retraining."""
+    engine = _engine(settings)
+    summary = refresh(engine)
+    since = summary.since.isoformat(sep=" ")
+    if not summary.n_users:
+        print(
+            f"no user changed since {since}; run {summary.run_id} is unchanged",
+            file=out,
+        )
+        return
+    print(
+        f"refreshed {summary.n_users} users of run {summary.run_id} changed since "
+        f"{since} ({summary.n_new_users} without a list): {summary.n_model} from "
+        f"the model, {summary.n_popular} by popularity, {summary.n_rows} rows "
+        f"in {summary.seconds:.2f} s",
+        file=out,
+    )
+
+
+def cmd_schedule(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Run the main job on its cron schedule and refresh in between, until stopped."""
+    engine = _engine(settings)
+    schedule.serve(engine, settings, run_now=args.run_now)
+
+
 def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Print a user's published recommendations."""
     engine = _engine(settings)
@@ -179,10 +229,14 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> 
 
 def cmd_similar(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Print a movie's published similar movies."""
+    if args.title is None and args.movie_id is None:
+        raise UsageError("similar needs a TITLE or --movie-id")
     engine = _engine(settings)
     migrate.require_current(engine)
     run_id = published.require_published(engine)
-    movie_id, title, movies = published.similar_movies(engine, args.title, args.n)
+    movie_id, title, movies = published.similar_movies(
+        engine, args.title, args.n, movie_id=args.movie_id
+    )
     print(f"movies similar to {title} (movie_id {movie_id}, run {run_id}):", file=out)
     if not movies:
         print(
@@ -196,9 +250,20 @@ def cmd_similar(args: argparse.Namespace, settings: Settings, out: TextIO) -> No
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Set up everything and print the demo user's lists."""
-    engine = _engine(settings)
+    engine = _engine(settings, create=True)
     source = Path(args.movielens_dir) if args.movielens_dir else None
     demo.run_demo(engine, settings, out, source, download=not args.no_download)
+
+
+def positive_int(text: str) -> int:
+    """Parse a whole number of at least 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,12 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_options(parser, suppress=False)
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
+        "--version", action="version", version=f"movie-recs {__version__}"
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_db_commands(commands)
     _add_data_commands(commands)
     _add_job_commands(commands)
+    _add_schedule_commands(commands)
     _add_list_commands(commands)
     return parser
 
@@ -379,18 +445,51 @@ def _add_job_commands(commands: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_schedule_commands(commands: argparse._SubParsersAction) -> None:
+    _subcommand(
+        commands,
+        "refresh",
+        cmd_refresh,
+        "compute lists for users whose ratings or favorites changed since the "
+        "published run, against its model, without retraining",
+    )
+    schedule_parser = _subcommand(
+        commands,
+        "schedule",
+        cmd_schedule,
+        "run the main job on [schedule] cron and refresh changed users every "
+        "[schedule] refresh_minutes, until SIGTERM or SIGINT",
+    )
+    schedule_parser.add_argument(
+        "--run-now",
+        action="store_true",
+        help="also start a full run at once, before the first cron time",
+    )
+
+
 def _add_list_commands(commands: argparse._SubParsersAction) -> None:
     recommend = _subcommand(
         commands, "recommend", cmd_recommend, "print a user's published recommendations"
     )
     recommend.add_argument("user", metavar="USER", help="a user_id, or a user name")
     recommend.add_argument(
-        "-n", type=int, default=10, help="how many to print (default: 10)"
+        "-n",
+        type=positive_int,
+        default=10,
+        help="how many to print, at most [output] n (default: 10)",
     )
     similar = _subcommand(
         commands, "similar", cmd_similar, "print a movie's published similar movies"
     )
-    similar.add_argument("title", metavar="TITLE", help="a movie title")
     similar.add_argument(
-        "-n", type=int, default=10, help="how many to print (default: 10)"
+        "title", metavar="TITLE", nargs="?", help="a movie title (or --movie-id)"
+    )
+    similar.add_argument(
+        "--movie-id",
+        type=int,
+        metavar="ID",
+        help="the movie by movie_id, for a title that matches several movies",
+    )
+    similar.add_argument(
+        "-n", type=positive_int, default=10, help="how many to print (default: 10)"
     )

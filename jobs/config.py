@@ -8,6 +8,7 @@ an unknown section or key, or a value of the wrong type or range, is a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from db.engine import InvalidDatabaseURL, mask_url, parse_url
+from jobs.cron import InvalidSchedule, cron_trigger, resolve_timezone
 from jobs.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "config.toml"
@@ -61,12 +63,31 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """Times and retries of ``jobs schedule``: the main job and the refresh."""
+
+    # Five-field crontab expression of the main job (retrain and publish).
+    cron: str = "0 3 * * *"
+    # IANA time zone of the cron expression; "local" is the machine's zone.
+    timezone: str = "local"
+    # A main job that cannot start within this many seconds of its time is skipped.
+    misfire_grace_seconds: int = 3600
+    # Minutes between refreshes of the lists of users whose inputs changed.
+    refresh_minutes: float = 5.0
+    # Retries after a transient database error; the first wait is
+    # retry_backoff_seconds and each further wait doubles.
+    retries: int = 3
+    retry_backoff_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one invocation."""
 
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     # The file the settings came from, or None when only defaults apply.
     source: Path | None = None
 
@@ -75,6 +96,7 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseSettings,
     "model": ModelSettings,
     "output": OutputSettings,
+    "schedule": ScheduleSettings,
 }
 
 # Lower bounds of numeric settings; the bool says whether the bound is inclusive.
@@ -90,6 +112,21 @@ MINIMUMS: dict[str, tuple[float, bool]] = {
     "similar_n": (1, True),
     "similar_min_support": (1, True),
     "keep_runs": (1, True),
+    "misfire_grace_seconds": (1, True),
+    "refresh_minutes": (0.0, False),
+    "retries": (0, True),
+    "retry_backoff_seconds": (0.0, True),
+}
+
+# Upper bounds (inclusive). Stars stop at 5; the others are far beyond any
+# useful value and stop a typo from exhausting memory (factors = 100000000
+# would ask for a dense array of that width per user).
+MAXIMUMS: dict[str, float] = {
+    "min_rating": 5.0,
+    "factors": 2_048,
+    "iterations": 1_000,
+    "n": 1_000,
+    "similar_n": 1_000,
 }
 
 
@@ -114,6 +151,7 @@ def load_settings(
     path = _config_path(config_path, environ)
     document = _read_toml(path) if path is not None else {}
     settings = _from_document(document, path)
+    _check_schedule(settings.schedule, f"{path or 'settings'} [schedule]")
 
     url = database_url or environ.get(DATABASE_URL_ENV) or settings.database.url
     _check_url(url)
@@ -178,8 +216,12 @@ def _check_value(key: str, value: Any, declared: Any, where: str) -> Any:
             f"{where} {key} = {value!r}: expected {_type_word(kind)}, "
             f"got {type(value).__name__}"
         )
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{where} {key} = {value!r}: must be a finite number")
     if key in MINIMUMS:
         _check_minimum(key, value, where)
+    if key in MAXIMUMS and value > MAXIMUMS[key]:
+        raise ConfigError(f"{where} {key} = {value!r}: must be at most {MAXIMUMS[key]}")
     return value
 
 
@@ -199,6 +241,19 @@ def _check_url(url: str) -> None:
         parse_url(url)
     except InvalidDatabaseURL as exc:
         raise ConfigError(f"invalid database URL {mask_url(url)!r}: {exc}") from exc
+
+
+def _check_schedule(schedule: ScheduleSettings, where: str) -> None:
+    try:
+        zone = resolve_timezone(schedule.timezone)
+    except InvalidSchedule as exc:
+        raise ConfigError(f"{where} timezone = {schedule.timezone!r}: {exc}") from exc
+    try:
+        cron_trigger(schedule.cron, zone)
+    except InvalidSchedule as exc:
+        raise ConfigError(
+            f"{where} cron = {schedule.cron!r}: invalid cron expression: {exc}"
+        ) from exc
 
 
 def settings_record(settings: Settings) -> dict[str, Any]:

@@ -19,6 +19,12 @@ class ConfigError(MovieRecsError):
     exit_status = 2
 
 
+class UsageError(MovieRecsError):
+    """A command given arguments that cannot work together."""
+
+    exit_status = 2
+
+
 class DataError(MovieRecsError):
     """Input data that cannot be used: a malformed file, an unknown title."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
+from db.engine import sqlite_file
 from jobs.errors import DatabaseError, LockedError
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,9 @@ def _file_lock(path: Path | None) -> Iterator[None]:
 
 def _lock_path(engine: Engine) -> Path | None:
     """Return ``<database file>.lock``, or None for an in-memory database."""
-    database = engine.url.database
-    if not database or database == ":memory:":
+    database = sqlite_file(engine)
+    if database is None:
         return None
-    if database.startswith("file:"):
-        # A URI filename: the path ends at the query string.
-        database = database.removeprefix("file:").split("?", 1)[0]
     # Resolve links, so that every path to one file shares one lock.
-    path = Path(database).resolve()
+    path = database.resolve()
     return path.with_name(path.name + ".lock")

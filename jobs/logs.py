@@ -45,5 +45,9 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     third_party = logging.DEBUG if verbose else logging.WARNING
     for name in ("implicit", "alembic"):
         logging.getLogger(name).setLevel(third_party)
+    # jobs.schedule logs missed and skipped jobs itself, in this project's words.
+    logging.getLogger("apscheduler").setLevel(
+        logging.DEBUG if verbose else logging.ERROR
+    )
     # At INFO or DEBUG, SQLAlchemy logs every statement and row: never here.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -7,7 +7,7 @@ arrays; callers map positions to database ids.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,11 +53,14 @@ def fit_als(
     alpha: float,
     iterations: int,
     random_state: int,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> AlternatingLeastSquares:
     """Fit implicit's CPU ALS on ``user_items`` (users x items, float32 confidences).
 
     BLAS is held to one thread during the fit because implicit parallelises
     over users itself and warns when BLAS threads compete with it.
+    ``on_iteration(iteration)`` is called after each iteration; an exception
+    it raises ends the fit.
 
     Raises:
         ModelError: the fit produced non-finite factors (it diverged).
@@ -71,7 +74,9 @@ def fit_als(
             random_state=random_state,
         )
         try:
-            model.fit(user_items, show_progress=False)
+            model.fit(
+                user_items, show_progress=False, callback=_fit_callback(on_iteration)
+            )
         except ModelFitError as exc:
             raise ModelError(f"training diverged ({exc}); {DIVERGED_HINT}") from exc
     _check_finite(model)
@@ -81,6 +86,19 @@ def fit_als(
         model.item_factors.shape,
     )
     return model
+
+
+def _fit_callback(
+    on_iteration: Callable[[int], None] | None,
+) -> Callable[[int, float, float | None], None] | None:
+    if on_iteration is None:
+        return None
+
+    # implicit calls back with (iteration, seconds, training loss or None).
+    def callback(iteration: int, _seconds: float, _loss: float | None) -> None:
+        on_iteration(iteration)
+
+    return callback
 
 
 def _check_finite(model: AlternatingLeastSquares) -> None:
@@ -187,3 +205,46 @@ def recommend_popular(
         valid[row, : len(unseen)] = True
     rows = np.asarray(user_idx, dtype=np.int64)
     return RankedBatch(rows, ids, np.where(valid, share[ids], 0), valid)
+
+
+def model_from_item_factors(
+    item_factors: np.ndarray, *, regularization: float, alpha: float
+) -> AlternatingLeastSquares:
+    """Rebuild a fitted model from stored item factors, for ``fold_in_users``.
+
+    Args:
+        item_factors: float32, shape ``(n_items, factors)``.
+        regularization: the regularization the factors were trained with.
+        alpha: the confidence scale the factors were trained with.
+    """
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=item_factors.shape[1], regularization=regularization, alpha=alpha
+        )
+    model.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    return model
+
+
+def fold_in_users(model: AlternatingLeastSquares, user_items: sp.csr_matrix) -> None:
+    """Solve user factors against the fixed item factors and store them in the model.
+
+    This is the user half of one ALS step, solved exactly per user (implicit's
+    ``recalculate_user``): x_u = (Y^T C_u Y + regularization * I)^-1 Y^T C_u p_u,
+    where C_u is diagonal with alpha * confidence on the user's positives and
+    1 elsewhere, and p_u is 1 on the positives. Afterwards
+    ``model.user_factors`` has shape ``(n_users, factors)`` and row ``i``
+    belongs to row ``i`` of ``user_items``, so ``recommend`` takes positions
+    in ``user_items``.
+
+    Args:
+        model: a model with item factors, from ``model_from_item_factors``.
+        user_items: CSR ``(n_users, n_items)``, float32 confidences; a user
+            without positives gets all-zero factors.
+
+    Raises:
+        ModelError: the solve produced non-finite factors.
+    """
+    user_idx = np.arange(user_items.shape[0], dtype=np.int64)
+    with threadpool_limits(1, "blas"):
+        model.user_factors = model.recalculate_user(user_idx, user_items)
+    _check_finite(model)

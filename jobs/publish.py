@@ -18,7 +18,13 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from db.bulk import insert_rows
-from db.models import ModelRun, PublishedRun, RecommendationRow, SimilarMovieRow
+from db.models import (
+    ModelRun,
+    PublishedRun,
+    RecommendationRow,
+    RunModel,
+    SimilarMovieRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +124,23 @@ def publish_run(engine: Engine, run_id: int, record: dict[str, Any]) -> None:
             )
 
 
-def fail_run(engine: Engine, run_id: int, error: str, record: dict[str, Any]) -> None:
-    """Mark ``run_id`` failed with ``error`` and delete its unpublished rows."""
+def fail_run(
+    engine: Engine,
+    run_id: int,
+    error: str,
+    record: dict[str, Any],
+    status: str = "failed",
+) -> None:
+    """Mark ``run_id`` failed with ``error`` and delete its unpublished rows.
+
+    ``status="abandoned"`` records a run that was stopped on purpose.
+    """
     with engine.begin() as connection:
         connection.execute(
             update(ModelRun)
             .where(ModelRun.run_id == run_id)
             .values(
-                status="failed",
+                status=status,
                 finished_at=utc_now(),
                 error=error[:MAX_ERROR_CHARS],
                 **record,
@@ -158,5 +173,5 @@ def prune_runs(engine: Engine, keep: int) -> list[int]:
 
 
 def _delete_rows(connection: Connection, run_ids: list[int]) -> None:
-    for table in (RecommendationRow, SimilarMovieRow):
+    for table in (RecommendationRow, SimilarMovieRow, RunModel):
         connection.execute(delete(table).where(table.run_id.in_(run_ids)))

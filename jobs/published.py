@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from jobs.errors import DataError
+from jobs.errors import DataError, NothingToDoError
 from jobs.favorites import load_title_index, require_user
+from jobs.titles import Movie
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,19 @@ def user_recommendations(
 
 
 def similar_movies(
-    engine: Engine, title: str, n: int
+    engine: Engine, title: str | None, n: int, movie_id: int | None = None
 ) -> tuple[int, str, list[ListedMovie]]:
-    """Return the movie that ``title`` names and its top ``n`` published similar movies.
+    """Return the movie named by ``movie_id`` or ``title`` and its similar movies.
 
     Raises:
-        DataError: the title is unknown or ambiguous.
+        DataError: the title is unknown or ambiguous, or the movie_id unknown.
     """
     with engine.connect() as connection:
-        movie = load_title_index(connection).resolve(title)
+        if movie_id is not None:
+            movie = _movie_by_id(connection, movie_id)
+        else:
+            assert title is not None, "give a title or a movie_id"
+            movie = load_title_index(connection).resolve(title)
         rows = connection.execute(
             text(
                 "SELECT s.rank, s.similar_movie_id, m.title, s.score "
@@ -58,6 +63,15 @@ def similar_movies(
             {"movie_id": movie.movie_id, "n": n},
         ).all()
     return movie.movie_id, movie.title, [ListedMovie(*row) for row in rows]
+
+
+def _movie_by_id(connection: Connection, movie_id: int) -> Movie:
+    title = connection.execute(
+        text("SELECT title FROM movies WHERE movie_id = :id"), {"id": movie_id}
+    ).scalar()
+    if title is None:
+        raise DataError(f"movie_id {movie_id} not found in the movies table")
+    return Movie(movie_id, str(title))
 
 
 def published_run_id(engine: Engine) -> int | None:
@@ -71,9 +85,11 @@ def require_published(engine: Engine) -> int:
     """Return the published run_id.
 
     Raises:
-        DataError: no run has been published yet.
+        NothingToDoError: no run has been published yet.
     """
     run_id = published_run_id(engine)
     if run_id is None:
-        raise DataError("no run has been published yet; run: python -m jobs run-once")
+        raise NothingToDoError(
+            "no run has been published yet; run: python -m jobs run-once"
+        )
     return run_id

@@ -14,8 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import mask_url
 from db.migrate import require_current
-from jobs import dataset, lists, model, publish
+from jobs import dataset, lists, model, publish, run_models
 from jobs.config import Settings, settings_record
+from jobs.control import RunControl, RunStopped
 from jobs.errors import NothingToDoError
 from jobs.lock import run_lock
 from jobs.logs import run_context
@@ -41,14 +42,21 @@ class RunSummary:
         return {**self.counts, "timings": dict(self.timings)}
 
 
-def run_once(engine: Engine, settings: Settings) -> RunSummary:
+def run_once(
+    engine: Engine, settings: Settings, control: RunControl | None = None
+) -> RunSummary:
     """Retrain on the current inputs and publish new lists.
+
+    With a ``control``, the run stores its run_id there and checks for a stop
+    request before each stage and after each ALS iteration.
 
     Raises:
         SchemaNotCurrent: the database needs ``jobs db upgrade``.
         LockedError: another run holds the lock; nothing was done.
         NothingToDoError: there are no positive interactions to train on.
         ModelError: training diverged; the previous lists stay published.
+        RunStopped: ``control`` asked the run to stop; it is recorded
+            abandoned and the previous lists stay published.
     """
     require_current(engine)
     with run_lock(engine):
@@ -56,10 +64,15 @@ def run_once(engine: Engine, settings: Settings) -> RunSummary:
         _require_interactions(engine)
         run_id = publish.start_run(engine, settings_record(settings))
         summary = RunSummary(run_id)
+        if control is not None:
+            control.run_id = run_id
         with run_context(run_id):
             log.info("run %d started on %s", run_id, mask_url(engine.url))
             try:
-                _stages(engine, settings, summary)
+                _stages(engine, settings, summary, control)
+            except RunStopped as exc:
+                _record_stop(engine, summary, exc)
+                raise
             except BaseException as exc:
                 _record_failure(engine, summary, exc)
                 raise
@@ -78,6 +91,20 @@ def _record_failure(engine: Engine, summary: RunSummary, exc: BaseException) -> 
         log.error("could not record run %d as failed: %s", summary.run_id, record_error)
 
 
+def _record_stop(engine: Engine, summary: RunSummary, exc: RunStopped) -> None:
+    reason = f"{exc}; stopped before publishing, the previous lists stay published"
+    log.warning("run %d abandoned: %s", summary.run_id, reason)
+    try:
+        publish.fail_run(
+            engine, summary.run_id, reason, summary.record(), status="abandoned"
+        )
+    except SQLAlchemyError as record_error:
+        # As for a failure: the next run marks the `running` record abandoned.
+        log.error(
+            "could not record run %d as abandoned: %s", summary.run_id, record_error
+        )
+
+
 def _require_interactions(engine: Engine) -> None:
     with engine.connect() as connection:
         has_input = connection.execute(
@@ -93,12 +120,20 @@ def _require_interactions(engine: Engine) -> None:
         )
 
 
-def _stages(engine: Engine, settings: Settings, summary: RunSummary) -> None:
+def _stages(
+    engine: Engine,
+    settings: Settings,
+    summary: RunSummary,
+    control: RunControl | None = None,
+) -> None:
     started = time.perf_counter()
-    timed = _timer(summary)
+    timed = _timer(summary, control)
     model_settings = settings.model
     output = settings.output
 
+    # Read before the snapshot: refresh may then see a change twice, never miss it.
+    with engine.connect() as connection:
+        inputs_as_of = run_models.database_now(connection)
     snapshot = timed("read", lambda: dataset.read_snapshot(engine))
     interactions = timed(
         "build",
@@ -123,6 +158,19 @@ def _stages(engine: Engine, settings: Settings, summary: RunSummary) -> None:
             alpha=model_settings.alpha,
             iterations=model_settings.iterations,
             random_state=model_settings.random_state,
+            on_iteration=None if control is None else lambda _: control.check(),
+        ),
+    )
+    timed(
+        "save_model",
+        lambda: run_models.save_run_model(
+            engine,
+            summary.run_id,
+            als.item_factors,
+            interactions.movie_ids,
+            interactions.item_support(),
+            model_settings,
+            inputs_as_of,
         ),
     )
     summary.counts["n_recommendations"] = timed(
@@ -142,8 +190,12 @@ def _stages(engine: Engine, settings: Settings, summary: RunSummary) -> None:
     publish.prune_runs(engine, output.keep_runs)
 
 
-def _timer(summary: RunSummary) -> Callable[[str, Callable[[], T]], T]:
+def _timer(
+    summary: RunSummary, control: RunControl | None = None
+) -> Callable[[str, Callable[[], T]], T]:
     def timed(stage: str, step: Callable[[], T]) -> T:
+        if control is not None:
+            control.check()
         started = time.perf_counter()
         result = step()
         seconds = time.perf_counter() - started

@@ -18,6 +18,7 @@ TABLES = {
     "recommendation_rows",
     "similar_movie_rows",
     "published_run",
+    "run_models",
     "alembic_version",
 }
 VIEWS = {"recommendations", "similar_movies"}
@@ -88,3 +89,36 @@ def test_favorite_for_unknown_movie_rejected(engine) -> None:  # type: ignore[no
     with engine.connect() as connection:
         count = connection.execute(text("SELECT COUNT(*) FROM favorites")).scalar_one()
     assert count == 0
+
+
+def test_revision_0002_keeps_ratings(empty_url: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO movies (movie_id, title) VALUES (1, 'A')"))
+        connection.execute(text("INSERT INTO users (user_id) VALUES (1)"))
+        connection.execute(text("INSERT INTO ratings VALUES (1, 1, 4.0, 978300760)"))
+    migrate.upgrade(engine, "0002")
+    with engine.connect() as connection:
+        upgraded = connection.execute(text("SELECT * FROM ratings")).one()
+    migrate.downgrade(engine, "0001")
+    with engine.connect() as connection:
+        downgraded = connection.execute(text("SELECT * FROM ratings")).one()
+    columns = {column["name"] for column in inspect(engine).get_columns("ratings")}
+
+    # The rows survive both ways, and so does the rating range check.
+    assert tuple(upgraded[:4]) == (1, 1, 4.0, 978300760)
+    assert upgraded[4] is not None
+    assert tuple(downgraded) == (1, 1, 4.0, 978300760)
+    assert columns == {"user_id", "movie_id", "rating", "rated_at"}
+    assert "run_models" not in inspect(engine).get_table_names()
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE ratings SET rating = 9"))
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError("the rating range check was lost on downgrade")
+    engine.dispose()

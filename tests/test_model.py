@@ -104,3 +104,64 @@ def test_recommend_invariants(n_users: int, n_items: int, n: int, seed: int) -> 
             assert list(scores) == sorted(scores, reverse=True)
             # Valid entries form a prefix, so ranks are contiguous from 1.
             assert batch.valid[row][: len(kept)].all()
+
+
+def two_blocks() -> sp.csr_matrix:
+    """Users 0-9 like items 0-4, users 10-19 like items 5-9."""
+    rng = np.random.default_rng(0)
+    dense = np.zeros((20, 10), dtype=np.float32)
+    dense[:10, :5] = (rng.random((10, 5)) < 0.7) * 5
+    dense[10:, 5:] = (rng.random((10, 5)) < 0.7) * 4
+    return sp.csr_matrix(dense)
+
+
+def test_fold_in_reproduces_trained_users() -> None:
+    user_items = two_blocks()
+    als = model.fit_als(
+        user_items,
+        factors=3,
+        regularization=0.5,
+        alpha=1.0,
+        iterations=50,
+        random_state=1,
+    )
+    rebuilt = model.model_from_item_factors(
+        als.item_factors, regularization=0.5, alpha=1.0
+    )
+    model.fold_in_users(rebuilt, user_items)
+    # After 50 iterations the fit is at its fixed point, where each user's
+    # factors are the exact least-squares solution that fold-in computes.
+    assert rebuilt.user_factors.shape == (20, 3)
+    assert np.allclose(rebuilt.user_factors, als.user_factors, atol=1e-3)
+
+
+def test_fold_in_user_without_positives_is_zero() -> None:
+    user_items = two_blocks()
+    als = model.fit_als(
+        user_items,
+        factors=3,
+        regularization=0.5,
+        alpha=1.0,
+        iterations=5,
+        random_state=1,
+    )
+    rebuilt = model.model_from_item_factors(
+        als.item_factors, regularization=0.5, alpha=1.0
+    )
+    empty = sp.csr_matrix((2, 10), dtype=np.float32)
+    model.fold_in_users(rebuilt, empty)
+    assert rebuilt.user_factors.tolist() == [[0.0] * 3, [0.0] * 3]
+
+
+def test_fit_calls_back_each_iteration() -> None:
+    seen: list[int] = []
+    model.fit_als(
+        two_blocks(),
+        factors=2,
+        regularization=0.5,
+        alpha=1.0,
+        iterations=4,
+        random_state=1,
+        on_iteration=seen.append,
+    )
+    assert seen == [0, 1, 2, 3]

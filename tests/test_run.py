@@ -192,7 +192,12 @@ def test_only_low_ratings_is_nothing_to_do(engine: Engine) -> None:
             text("INSERT INTO movies (movie_id, title) VALUES (1, 'A (2000)')")
         )
         connection.execute(text("INSERT INTO users (user_id) VALUES (1)"))
-        connection.execute(text("INSERT INTO ratings VALUES (1, 1, 1.0, 0)"))
+        connection.execute(
+            text(
+                "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+                "VALUES (1, 1, 1.0, 0)"
+            )
+        )
     with pytest.raises(NothingToDoError, match="below"):
         run_once(engine, small_settings(str(engine.url)))
     with engine.connect() as connection:
