@@ -19,13 +19,13 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from db import migrate
 from db.engine import InvalidDatabaseURL, make_engine, mask_url, sqlite_file
-from jobs import __version__, demo, favorites, published, schedule
+from jobs import __version__
 from jobs.config import Settings, load_settings
 from jobs.errors import ConfigError, DatabaseError, MovieRecsError, UsageError
-from jobs.ingest import ingest
 from jobs.logs import configure_logging
-from jobs.refresh import refresh
-from jobs.run import run_once
+
+# Each command imports the modules it needs when it runs: implicit, pandas
+# and APScheduler would otherwise add about half a second to every command.
 
 log = logging.getLogger("jobs")
 
@@ -144,6 +144,8 @@ def cmd_db_current(args: argparse.Namespace, settings: Settings, out: TextIO) ->
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Load a MovieLens folder or zip."""
+    from jobs.ingest import ingest
+
     engine = _engine(settings)
     migrate.require_current(engine)
     result = ingest(engine, Path(args.source))
@@ -160,6 +162,8 @@ def cmd_favorites_add(
     args: argparse.Namespace, settings: Settings, out: TextIO
 ) -> None:
     """Add favorites by title for a new or existing user."""
+    from jobs import favorites
+
     if not args.titles and not args.movie_id:
         raise UsageError("favorites add needs at least one TITLE or --movie-id")
     engine = _engine(settings)
@@ -175,6 +179,8 @@ def cmd_favorites_add(
 
 def cmd_run_once(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Retrain and publish."""
+    from jobs.run import run_once
+
     engine = _engine(settings)
     summary = run_once(engine, settings)
     counts = summary.counts
@@ -189,6 +195,8 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings, out: TextIO) -> N
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Recompute the lists of users whose inputs changed, without retraining."""
+    from jobs.refresh import refresh
+
     engine = _engine(settings)
     summary = refresh(engine)
     since = summary.since.isoformat(sep=" ")
@@ -209,12 +217,16 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings, out: TextIO) -> No
 
 def cmd_schedule(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Run the main job on its cron schedule and refresh in between, until stopped."""
+    from jobs import schedule
+
     engine = _engine(settings)
     schedule.serve(engine, settings, run_now=args.run_now)
 
 
 def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Print a user's published recommendations."""
+    from jobs import published
+
     engine = _engine(settings)
     migrate.require_current(engine)
     run_id = published.require_published(engine)
@@ -229,6 +241,8 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> 
 
 def cmd_similar(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Print a movie's published similar movies."""
+    from jobs import published
+
     if args.title is None and args.movie_id is None:
         raise UsageError("similar needs a TITLE or --movie-id")
     engine = _engine(settings)
@@ -250,6 +264,8 @@ def cmd_similar(args: argparse.Namespace, settings: Settings, out: TextIO) -> No
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Set up everything and print the demo user's lists."""
+    from jobs import demo
+
     engine = _engine(settings, create=True)
     source = Path(args.movielens_dir) if args.movielens_dir else None
     demo.run_demo(engine, settings, out, source, download=not args.no_download)
