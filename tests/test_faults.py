@@ -117,17 +117,41 @@ def test_server_stopped_mid_run(own_postgres: PostgresServer, tmp_path: Path) ->
 
 
 @pytest.mark.backends("sqlite")
-def test_orphan_favorite_from_sqlite_shell(
-    engine: Engine, database_url: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("(999999, 1)", "favorites.user_id is not in users"),
+        ("(1, 777)", "favorites.movie_id is not in movies"),
+    ],
+)
+def test_shell_orphan_favorite_rejected(
+    engine: Engine, database_url: str, values: str, message: str
 ) -> None:
     seed_two_groups(engine)
     # Python's sqlite3 module, like the sqlite3 shell, leaves foreign keys off.
     path = database_url.removeprefix("sqlite:///")
+    shell = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match=message):
+        shell.execute(f"INSERT INTO favorites (user_id, movie_id) VALUES {values}")
+    shell.close()
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT COUNT(*) FROM favorites"))
+        assert count.scalar_one() == 0
+
+
+@pytest.mark.backends("sqlite")
+def test_shell_orphan_rating_skipped(
+    engine: Engine, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_two_groups(engine)
+    path = database_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as shell:
-        shell.execute("INSERT INTO favorites (user_id, movie_id) VALUES (999999, 1)")
-        shell.execute("INSERT INTO favorites (user_id, movie_id) VALUES (1, 777)")
+        shell.execute(
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "VALUES (999999, 1, 5, 0), (1, 777, 5, 0)"
+        )
     summary = run_once(engine, small_settings(database_url))
-    assert summary.counts["n_favorites"] == 2
-    assert "skipped 2 favorites rows" in caplog.text
+    assert summary.counts["n_interactions"] > 0
+    assert "skipped 2 ratings rows" in caplog.text
     movies = {row[2] for row in published_rows(engine, "recommendations")}
     assert 777 not in movies
