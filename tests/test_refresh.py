@@ -272,10 +272,13 @@ def test_orphan_rows_left_out(
     engine: Engine, database_url: str, published: TwoGroups
 ) -> None:
     # Python's sqlite3 module, like the sqlite3 shell, leaves foreign keys off.
+    # Triggers reject such favorites, but ratings are only checked by the keys.
     path = database_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as shell:
-        shell.execute("INSERT INTO favorites (user_id, movie_id) VALUES (999999, 1)")
-        shell.execute("INSERT INTO favorites (user_id, movie_id) VALUES (1, 777)")
+        shell.execute(
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "VALUES (999999, 1, 5, 0), (1, 777, 5, 0)"
+        )
     summary = refresh(engine)
     rows = published_rows(engine, "recommendations")
     assert summary.n_users == 1
