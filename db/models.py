@@ -6,7 +6,7 @@ ingest and by other systems with plain SQL. Output tables are keyed by
 (created by the migrations), which show only the run named in
 ``published_run``.
 
-The run-keyed result tables have no foreign keys: they hold derived rows
+The run-keyed result tables have no foreign keys. They contain derived rows
 written in bulk from one snapshot, and PostgreSQL's per-row foreign-key
 triggers made writing them about ten times slower (0.25 s against 2-3 s for
 120,800 rows, measured on ml-1m). Runs delete their own rows explicitly.

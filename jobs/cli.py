@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except migrate.UnknownRevision as exc:
         return _report(exc, ConfigError.exit_status, args.verbose)
     except BrokenPipeError:
-        # The reader of stdout went away (as in `... | head`); nothing to say.
+        # The reader of stdout went away (as in `... | head`), so stop quietly.
         sys.stderr.close()
         return 0
     except (OperationalError, ProgrammingError, SQLAlchemyDatabaseError) as exc:
@@ -87,8 +87,8 @@ def _report(
 
 
 def _database_message(exc: SQLAlchemyDatabaseError, url: str) -> str:
-    # The driver's first line says what failed; the statement and parameters
-    # that SQLAlchemy appends can be long and are left for --verbose.
+    # The driver's first line names what failed. The statement and parameters
+    # that SQLAlchemy appends can be long, so they are left for --verbose.
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
     return f"database error on {url}: {detail}"
 

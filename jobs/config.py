@@ -27,7 +27,7 @@ DATABASE_URL_ENV = "DATABASE_URL"
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """Where the tables live."""
+    """Database location."""
 
     # A SQLAlchemy URL; a relative SQLite path is relative to the working directory.
     url: str = "sqlite:///movie_recs.db"
@@ -35,7 +35,7 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """How interactions are weighted and how the ALS model is trained."""
+    """Interaction weighting and ALS training settings."""
 
     # Ratings below this are not a sign of liking and are left out of training.
     min_rating: float = 3.0
@@ -50,7 +50,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class OutputSettings:
-    """What each run publishes and how many old runs it keeps."""
+    """List lengths, similar-list support and the number of runs kept."""
 
     # Recommendations per user.
     n: int = 20
@@ -99,7 +99,7 @@ SECTIONS: dict[str, type] = {
     "schedule": ScheduleSettings,
 }
 
-# Lower bounds of numeric settings; the bool says whether the bound is inclusive.
+# Lower bounds of numeric settings, with True where the bound is inclusive.
 MINIMUMS: dict[str, tuple[float, bool]] = {
     "min_rating": (0.0, True),
     "favorite_weight": (0.0, False),

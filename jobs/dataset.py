@@ -125,8 +125,8 @@ def build_interactions(
     """Turn a snapshot into the confidence matrix and the seen matrix.
 
     A rating of at least ``min_rating`` is a positive with its star value as
-    confidence; a favorite is a positive with ``favorite_weight``; a pair that
-    is both gets ``max(rating, favorite_weight)``. Lower ratings are not
+    confidence. A favorite is a positive with ``favorite_weight``, and a pair
+    that is both gets ``max(rating, favorite_weight)``. Lower ratings are not
     positives but still count as seen.
     """
     snapshot = drop_orphans(snapshot)

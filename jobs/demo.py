@@ -51,7 +51,7 @@ DEMO_LIST_LENGTH = 10
 
 @dataclass(frozen=True)
 class DemoSource:
-    """Where the demo's data came from."""
+    """The demo's data source: a path and how it was obtained."""
 
     path: Path
     description: str

@@ -43,7 +43,7 @@ class DataError(MovieRecsError):
 
 
 class NothingToDoError(MovieRecsError):
-    """The database holds no interactions, so there is no model to train."""
+    """The database contains no interactions, so there is no model to train."""
 
     exit_status = 4
 

@@ -34,7 +34,11 @@ def run_context(run_id: int) -> Iterator[None]:
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Send log records to stderr: INFO by default, DEBUG with ``verbose``."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    level = logging.INFO
+    if verbose:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(RunIdFilter())

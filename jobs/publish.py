@@ -28,7 +28,7 @@ from db.models import (
 
 log = logging.getLogger(__name__)
 
-# Longest error text stored in model_runs.error.
+# Maximum length of the error text stored in model_runs.error.
 MAX_ERROR_CHARS = 4_000
 
 

@@ -31,7 +31,7 @@ SIMILAR_BATCH_ITEMS = 4_096
 
 @dataclass
 class RunSummary:
-    """What one run did: its id, counts and seconds per stage."""
+    """Outcome of one run: its id, counts and seconds per stage."""
 
     run_id: int
     counts: dict[str, int] = field(default_factory=dict)

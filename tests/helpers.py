@@ -1,4 +1,4 @@
-"""Tiny synthetic data sets whose right answers are known, written with plain SQL."""
+"""Tiny synthetic data sets with known expected results, written with plain SQL."""
 
 from __future__ import annotations
 
