@@ -1,10 +1,15 @@
 """Resolve movie titles as people type them to ``movie_id`` values.
 
-A title matches, in this order of preference: exactly; ignoring case,
-accents and spacing; with a leading article moved to the end as MovieLens writes it
-(``The Terminator (1984)`` is ``Terminator, The (1984)``); and, when the
-query has no year, by its name alone. The first rule that matches anything
-decides; more than one movie there is an ambiguity, never a silent pick.
+A title matches by these rules, in order of preference:
+
+1. exactly;
+2. ignoring case, accents and spacing;
+3. with a leading article moved to the end as MovieLens writes it
+   (``The Terminator (1984)`` is ``Terminator, The (1984)``);
+4. when the query has no year, by its name alone.
+
+The first rule that matches anything decides. More than one movie there is
+an ambiguity, never a silent pick.
 """
 
 from __future__ import annotations

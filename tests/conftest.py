@@ -1,10 +1,10 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL server per test.
 
 The ``backend`` parameter runs each database test on both. PostgreSQL comes
-from ``MOVIE_RECS_TEST_POSTGRES_URL`` (a role that may create databases) or
-from a throwaway server started for the session; without server binaries the
-PostgreSQL cases are skipped, unless ``MOVIE_RECS_REQUIRE_POSTGRES=1`` (set by
-CI) turns that into a failure.
+from ``MOVIE_RECS_TEST_POSTGRES_URL``, the URL of a role that may create
+databases, or else from a throwaway server started for the session. Without
+server binaries the PostgreSQL cases are skipped, unless
+``MOVIE_RECS_REQUIRE_POSTGRES=1`` (set by CI) turns that into a failure.
 """
 
 from __future__ import annotations

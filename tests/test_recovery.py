@@ -89,7 +89,7 @@ def engine(big_database: BigDatabase) -> Iterator[Engine]:
 
 @dataclass(frozen=True)
 class ReaderView:
-    """What a reader of ``recommendations`` sees: one run_id and its row count."""
+    """A reader's view of ``recommendations``: one run_id and its row count."""
 
     run_id: int
     rows: int
