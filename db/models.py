@@ -151,6 +151,22 @@ class ModelRun(Base):
     # Stage name -> wall seconds, filled as each stage ends.
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Holdout evaluation (jobs/evaluate.py): list length, users scored,
+    # hidden positives, then each metric for the model (eval_) and for the
+    # popularity baseline (popular_). NULL when the run did not evaluate.
+    eval_k: Mapped[int | None] = mapped_column(Integer)
+    eval_users: Mapped[int | None] = mapped_column(Integer)
+    eval_held_out: Mapped[int | None] = mapped_column(Integer)
+    eval_precision: Mapped[float | None] = mapped_column(Float)
+    eval_recall: Mapped[float | None] = mapped_column(Float)
+    eval_map: Mapped[float | None] = mapped_column(Float)
+    eval_ndcg: Mapped[float | None] = mapped_column(Float)
+    eval_coverage: Mapped[float | None] = mapped_column(Float)
+    popular_precision: Mapped[float | None] = mapped_column(Float)
+    popular_recall: Mapped[float | None] = mapped_column(Float)
+    popular_map: Mapped[float | None] = mapped_column(Float)
+    popular_ndcg: Mapped[float | None] = mapped_column(Float)
+    popular_coverage: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -169,6 +185,9 @@ class RecommendationRow(Base):
     movie_id: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(8))
+    # The user's own positive that contributed most to the score; NULL for
+    # popular lists.
+    because_movie_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class SimilarMovieRow(Base):
@@ -218,6 +237,10 @@ class RunModel(Base):
     movie_ids: Mapped[bytes] = mapped_column(LargeBinary)
     # int64, shape (n_items,): positives per item in the run's training data.
     item_support: Mapped[bytes] = mapped_column(LargeBinary)
+    # The confidence scheme ([model] confidence) and, for bm25, the number of
+    # users and the average strength per user that weighted the matrix.
+    confidence: Mapped[str] = mapped_column(String(8), server_default="rating")
+    confidence_figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Database clock at or before the run's snapshot of the inputs.
     inputs_as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Database clock at the snapshot of the latest refresh; NULL before one.

@@ -193,6 +193,41 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings, out: TextIO) -> N
     )
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Measure the configured model and popularity on a holdout; write nothing."""
+    from jobs import quality
+
+    engine = _engine(settings)
+    evaluation = quality.evaluate_current(engine, settings)
+    if args.json:
+        quality.print_json(evaluation.summary(), out)
+    else:
+        quality.print_evaluation(evaluation, out)
+
+
+def cmd_tune(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Search model settings on a holdout within a time budget."""
+    from jobs import tune
+
+    engine = _engine(settings)
+    tune.run_tune(
+        engine,
+        settings,
+        budget_seconds=args.budget,
+        write=args.write,
+        out=out,
+    )
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Print why the published model scores a movie for a user."""
+    from jobs import quality
+
+    engine = _engine(settings)
+    explanation = quality.explain(engine, args.user, args.title, movie_id=args.movie_id)
+    quality.print_explanation(explanation, out)
+
+
 def cmd_refresh(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     """Recompute the lists of users whose inputs changed, without retraining."""
     from jobs.refresh import refresh
@@ -237,6 +272,8 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> 
     for movie in movies:
         note = " (popular)" if movie.source == "popular" else ""
         print(f"  {movie.rank:3d}. {movie.title}{note}  [{movie.score:.3f}]", file=out)
+        if movie.because is not None:
+            print(f"       because you liked {movie.because}", file=out)
 
 
 def cmd_similar(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -302,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(commands)
     _add_schedule_commands(commands)
     _add_list_commands(commands)
+    _add_quality_commands(commands)
     return parser
 
 
@@ -508,4 +546,54 @@ def _add_list_commands(commands: argparse._SubParsersAction) -> None:
     )
     similar.add_argument(
         "-n", type=positive_int, default=10, help="how many to print (default: 10)"
+    )
+
+
+def _add_quality_commands(commands: argparse._SubParsersAction) -> None:
+    evaluate = _subcommand(
+        commands,
+        "evaluate",
+        cmd_evaluate,
+        "measure the [model] settings and a popularity baseline on a holdout of "
+        "the current data ([evaluation] settings); writes nothing",
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print the figures as JSON"
+    )
+    tune = _subcommand(
+        commands,
+        "tune",
+        cmd_tune,
+        "search factors, regularization, alpha, iterations and confidence on a "
+        "holdout within a time budget, and print what it tried",
+    )
+    tune.add_argument(
+        "--budget",
+        type=positive_int,
+        default=600,
+        metavar="SECONDS",
+        help="stop starting new trials after this many seconds (default: 600)",
+    )
+    tune.add_argument(
+        "--write",
+        action="store_true",
+        help="write the best settings into the [model] section of the settings "
+        "file (--config, else ./config.toml), keeping its comments",
+    )
+    explain = _subcommand(
+        commands,
+        "explain",
+        cmd_explain,
+        "show which of a user's own positives make the published model score a "
+        "movie for them, largest contribution first",
+    )
+    explain.add_argument("user", metavar="USER", help="a user_id, or a user name")
+    explain.add_argument(
+        "title", metavar="TITLE", nargs="?", help="a movie title (or --movie-id)"
+    )
+    explain.add_argument(
+        "--movie-id",
+        type=int,
+        metavar="ID",
+        help="the movie by movie_id, for a title that matches several movies",
     )

@@ -41,10 +41,27 @@ class ModelSettings:
     min_rating: float = 3.0
     # Confidence of a favorite; a favorited pair gets max(rating, favorite_weight).
     favorite_weight: float = 5.0
-    factors: int = 96
+    factors: int = 64
     regularization: float = 60.0
     alpha: float = 1.0
     iterations: int = 10
+    random_state: int = 42
+    # How a positive's strength becomes confidence: "rating", "binary" or
+    # "bm25" (see jobs/confidence.py).
+    confidence: str = "rating"
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The holdout that measures each run (see jobs/evaluate.py)."""
+
+    # Whether run-once measures the model on a holdout before publishing.
+    enabled: bool = True
+    # List length the metrics are taken at.
+    k: int = 10
+    # Share of the positives hidden from the holdout model.
+    test_fraction: float = 0.2
+    # Seed of the split, so that runs on the same data are comparable.
     random_state: int = 42
 
 
@@ -87,6 +104,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     # The file the settings came from, or None when only defaults apply.
     source: Path | None = None
@@ -96,6 +114,7 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseSettings,
     "model": ModelSettings,
     "output": OutputSettings,
+    "evaluation": EvaluationSettings,
     "schedule": ScheduleSettings,
 }
 
@@ -116,6 +135,8 @@ MINIMUMS: dict[str, tuple[float, bool]] = {
     "refresh_minutes": (0.0, False),
     "retries": (0, True),
     "retry_backoff_seconds": (0.0, True),
+    "k": (1, True),
+    "test_fraction": (0.0, False),
 }
 
 # Upper bounds (inclusive). Stars stop at 5; the others are far beyond any
@@ -127,6 +148,13 @@ MAXIMUMS: dict[str, float] = {
     "iterations": 1_000,
     "n": 1_000,
     "similar_n": 1_000,
+    "k": 1_000,
+    "test_fraction": 0.5,
+}
+
+# Settings that take one of a few words.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "confidence": ("rating", "binary", "bm25"),
 }
 
 
@@ -207,8 +235,8 @@ def _build_section(cls: type, table: dict[str, Any], where: str) -> Any:
 
 
 def _check_value(key: str, value: Any, declared: Any, where: str) -> Any:
-    kind = {"int": int, "float": float, "str": str}[str(declared)]
-    ok = isinstance(value, kind) and not isinstance(value, bool)
+    kind = {"int": int, "float": float, "str": str, "bool": bool}[str(declared)]
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok, value = True, float(value)
     if not ok:
@@ -218,6 +246,10 @@ def _check_value(key: str, value: Any, declared: Any, where: str) -> Any:
         )
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{where} {key} = {value!r}: must be a finite number")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(
+            f"{where} {key} = {value!r}: must be one of {', '.join(CHOICES[key])}"
+        )
     if key in MINIMUMS:
         _check_minimum(key, value, where)
     if key in MAXIMUMS and value > MAXIMUMS[key]:
@@ -233,7 +265,13 @@ def _check_minimum(key: str, value: float, where: str) -> None:
 
 
 def _type_word(kind: type) -> str:
-    return {int: "an integer", float: "a number", str: "a string"}[kind]
+    words = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+    }
+    return words[kind]
 
 
 def _check_url(url: str) -> None:
@@ -261,4 +299,5 @@ def settings_record(settings: Settings) -> dict[str, Any]:
     return {
         "model": dataclasses.asdict(settings.model),
         "output": dataclasses.asdict(settings.output),
+        "evaluation": dataclasses.asdict(settings.evaluation),
     }

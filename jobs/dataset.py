@@ -134,36 +134,27 @@ def build_interactions(
     """
     snapshot = drop_orphans(snapshot)
     kept = snapshot.ratings >= min_rating
-    positive_users = np.concatenate(
-        [snapshot.rating_user_ids[kept], snapshot.favorite_user_ids]
-    )
-    positive_movies = np.concatenate(
-        [snapshot.rating_movie_ids[kept], snapshot.favorite_movie_ids]
-    )
-    confidences = np.concatenate(
-        [
-            snapshot.ratings[kept],
-            np.full(snapshot.n_favorites, favorite_weight, dtype=np.float32),
-        ]
-    ).astype(np.float32)
-
     user_ids = snapshot.user_ids
-    movie_ids = np.unique(positive_movies)
-    user_items = _pair_matrix(
-        user_ids, movie_ids, positive_users, positive_movies, confidences
+    movie_ids = np.unique(
+        np.concatenate([snapshot.rating_movie_ids[kept], snapshot.favorite_movie_ids])
     )
-
-    seen_users = np.concatenate([snapshot.rating_user_ids, snapshot.favorite_user_ids])
-    seen_movies = np.concatenate(
-        [snapshot.rating_movie_ids, snapshot.favorite_movie_ids]
-    )
-    in_catalogue = np.isin(seen_movies, movie_ids)
-    seen = _pair_matrix(
-        user_ids,
-        movie_ids,
-        seen_users[in_catalogue],
-        seen_movies[in_catalogue],
-        np.ones(int(in_catalogue.sum()), dtype=np.float32),
+    # Movies without a positive are not columns; their ratings only count as
+    # seen, and an unseen column can never be recommended anyway.
+    rated = np.isin(snapshot.rating_movie_ids, movie_ids)
+    user_items, seen = confidence_and_seen(
+        (len(user_ids), len(movie_ids)),
+        Pairs(
+            np.searchsorted(user_ids, snapshot.rating_user_ids[rated]),
+            np.searchsorted(movie_ids, snapshot.rating_movie_ids[rated]),
+            snapshot.ratings[rated],
+        ),
+        Pairs(
+            np.searchsorted(user_ids, snapshot.favorite_user_ids),
+            np.searchsorted(movie_ids, snapshot.favorite_movie_ids),
+            np.ones(snapshot.n_favorites, dtype=np.float32),
+        ),
+        min_rating,
+        favorite_weight,
     )
     interactions = Interactions(user_ids, movie_ids, user_items, seen)
     log.debug(
@@ -173,6 +164,65 @@ def build_interactions(
         seen.nnz,
     )
     return interactions
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """(user_idx, item_idx, value) triples; a table's key makes each pair unique."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+
+def confidence_and_seen(
+    shape: tuple[int, int],
+    ratings: Pairs,
+    favorites: Pairs,
+    min_rating: float,
+    favorite_weight: float,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Build the strength matrix and the seen matrix from rating and favorite pairs.
+
+    A rating of at least ``min_rating`` is a positive with its star value as
+    strength; a favorite has ``favorite_weight``, and a pair that is both gets
+    the larger. Seen marks every rated (at any rating) or favorited pair.
+
+    Returns:
+        ``(user_items, seen)``: CSR float32 of ``shape``, indices sorted.
+    """
+    positive = ratings.values >= min_rating
+    rated = sp.csr_matrix(
+        (
+            ratings.values[positive].astype(np.float32),
+            (ratings.rows[positive], ratings.cols[positive]),
+        ),
+        shape=shape,
+        dtype=np.float32,
+    )
+    user_items = rated
+    if len(favorites.rows):
+        favored = sp.csr_matrix(
+            (
+                np.full(len(favorites.rows), favorite_weight, dtype=np.float32),
+                (favorites.rows, favorites.cols),
+            ),
+            shape=shape,
+            dtype=np.float32,
+        )
+        user_items = sp.csr_matrix(rated.maximum(favored), dtype=np.float32)
+    user_items.sort_indices()
+
+    seen_rows = np.concatenate([ratings.rows, favorites.rows])
+    seen_cols = np.concatenate([ratings.cols, favorites.cols])
+    seen = sp.csr_matrix(
+        (np.ones(len(seen_rows), dtype=np.float32), (seen_rows, seen_cols)),
+        shape=shape,
+    )
+    # A pair both rated and favorited was summed to 2.
+    seen.data[:] = 1.0
+    seen.sort_indices()
+    return user_items, seen
 
 
 def drop_orphans(snapshot: Snapshot) -> Snapshot:
@@ -220,29 +270,3 @@ def _known_pairs(
             examples,
         )
     return known
-
-
-def _pair_matrix(
-    user_ids: np.ndarray,
-    movie_ids: np.ndarray,
-    pair_users: np.ndarray,
-    pair_movies: np.ndarray,
-    values: np.ndarray,
-) -> sp.csr_matrix:
-    """Build a CSR matrix keeping the maximum value of each repeated pair."""
-    rows = np.searchsorted(user_ids, pair_users)
-    cols = np.searchsorted(movie_ids, pair_movies)
-    shape = (len(user_ids), len(movie_ids))
-    if len(values) == 0:
-        return sp.csr_matrix(shape, dtype=np.float32)
-
-    # Sort by (row, col, value) so the last entry of each pair is its maximum.
-    order = np.lexsort((values, cols, rows))
-    rows, cols, values = rows[order], cols[order], values[order]
-    last = np.ones(len(rows), dtype=bool)
-    last[:-1] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-    matrix = sp.csr_matrix(
-        (values[last], (rows[last], cols[last])), shape=shape, dtype=np.float32
-    )
-    matrix.sort_indices()
-    return matrix

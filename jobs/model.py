@@ -7,12 +7,16 @@ arrays; callers map positions to database ids.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from implicit.evaluation import train_test_split
 from implicit.recommender_base import ModelFitError
 from threadpoolctl import threadpool_limits
 
@@ -248,3 +252,146 @@ def fold_in_users(model: AlternatingLeastSquares, user_items: sp.csr_matrix) -> 
     with threadpool_limits(1, "blas"):
         model.user_factors = model.recalculate_user(user_idx, user_items)
     _check_finite(model)
+
+
+def split_holdout(
+    user_items: sp.csr_matrix, test_fraction: float, random_state: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Hide a seeded random ``test_fraction`` of the entries of ``user_items``.
+
+    Returns the training and hidden matrices (CSR, same shape, float32), as
+    ``implicit.evaluation.train_test_split`` splits them.
+    """
+    train, test = train_test_split(
+        user_items, train_percentage=1.0 - test_fraction, random_state=random_state
+    )
+    train = sp.csr_matrix(train, dtype=np.float32)
+    test = sp.csr_matrix(test, dtype=np.float32)
+    train.sort_indices()
+    test.sort_indices()
+    return train, test
+
+
+# Entries (users x longest row) per block of top_contributors; bounds memory
+# to about this many x factors x 8 bytes.
+CONTRIBUTOR_BLOCK_ENTRIES = 1 << 15
+
+
+def top_contributors(
+    model: AlternatingLeastSquares,
+    confidences: sp.csr_matrix,
+    batch: RankedBatch,
+) -> np.ndarray:
+    """Return, for each entry of ``batch``, the user's positive that adds most to it.
+
+    An ALS score is a sum over the user's positives j of
+    ``alpha * c_uj * y_i^T W_u^-1 y_j`` with
+    ``W_u = Y^T Y + regularization * I + sum_j (alpha * c_uj - 1) y_j y_j^T``
+    (Hu, Koren and Volinsky, section 5). This is the top contribution of
+    implicit's ``explain``, solved for blocks of users at a time.
+
+    Args:
+        model: the fitted model (item factors, regularization, alpha).
+        confidences: the CSR matrix the model was trained on, users x items.
+        batch: ranked items of users ``batch.rows``.
+
+    Returns:
+        int64 item positions, shape of ``batch.ids``; -1 where ``batch.valid``
+        is False or the user has no positive.
+    """
+    factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    n_factors = factors.shape[1]
+    gram = factors.T.astype(np.float64) @ factors.astype(np.float64)
+    base = (gram + model.regularization * np.eye(n_factors)).astype(np.float32)
+    lengths = np.diff(confidences.indptr)[batch.rows]
+    result = np.full(batch.ids.shape, -1, dtype=np.int64)
+
+    def solve(block: np.ndarray) -> None:
+        result[block] = _block_contributors(
+            factors, base, model.alpha, confidences, batch, block
+        )
+
+    # numpy and LAPACK release the GIL, so blocks run on every core; BLAS
+    # itself stays on one thread per block.
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(_workers()) as pool:
+        list(pool.map(solve, _length_blocks(lengths)))
+    result[~batch.valid] = -1
+    return result
+
+
+def _workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def _length_blocks(lengths: np.ndarray) -> Iterator[np.ndarray]:
+    """Split row positions into blocks of similar length within the entry budget.
+
+    Rows sorted by length share a block padded to its longest row, so little
+    of a block is padding.
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.maximum(lengths[order], 1)
+    start = 0
+    while start < len(order):
+        sizes = np.arange(1, len(order) - start + 1)
+        fits = sizes * sorted_lengths[start:] <= CONTRIBUTOR_BLOCK_ENTRIES
+        size = max(1, int(np.count_nonzero(fits)))
+        yield order[start : start + size]
+        start += size
+
+
+def _block_contributors(
+    factors: np.ndarray,
+    base: np.ndarray,
+    alpha: float,
+    confidences: sp.csr_matrix,
+    batch: RankedBatch,
+    block: np.ndarray,
+) -> np.ndarray:
+    users = batch.rows[block]
+    starts = confidences.indptr[users]
+    lengths = confidences.indptr[users + 1] - starts
+    longest = max(int(lengths.max()), 1)
+    # (users, longest) positions into the CSR arrays; padding is masked out.
+    offsets = np.arange(longest)
+    present = offsets[None, :] < lengths[:, None]
+    entry = np.where(present, starts[:, None] + offsets[None, :], 0)
+    items = confidences.indices[entry]
+    weight = np.where(present, alpha * confidences.data[entry], 0.0).astype(np.float32)
+    extra = np.where(present, weight - 1.0, 0.0).astype(np.float32)
+
+    liked = factors[items]  # (users, longest, factors)
+    gram = np.einsum("ulf,ulg->ufg", liked, liked * extra[..., None], optimize=True)
+    targets = factors[batch.ids[block]]  # (users, n, factors)
+    cholesky = scipy.linalg.cholesky(base + gram, lower=True, check_finite=False)
+    solved = scipy.linalg.cho_solve(
+        (cholesky, True), targets.transpose(0, 2, 1), check_finite=False
+    )
+    contribution = np.matmul(liked, solved)  # (users, longest, n)
+    # Padding gets -inf, so that argmax never picks it.
+    contribution *= np.where(present, weight, np.nan)[..., None]
+    np.nan_to_num(contribution, copy=False, nan=-np.inf)
+    best = contribution.argmax(axis=1)  # (users, n)
+    chosen = np.take_along_axis(items, best, axis=1).astype(np.int64)
+    return np.where(lengths[:, None] > 0, chosen, -1)
+
+
+def explain(
+    model: AlternatingLeastSquares, confidences: sp.csr_matrix, item_idx: int
+) -> tuple[float, list[tuple[int, float]]]:
+    """Break one user's score of ``item_idx`` into its positives' contributions.
+
+    Args:
+        model: a model with item factors.
+        confidences: one row, CSR ``(1, n_items)``: the user's confidences.
+        item_idx: the item to explain.
+
+    Returns:
+        The total score and every positive's ``(item_idx, contribution)``,
+        largest first (implicit's ``explain``).
+    """
+    with threadpool_limits(1, "blas"):
+        total, contributions, _ = model.explain(
+            0, confidences, item_idx, N=max(confidences.nnz, 1)
+        )
+    return float(total), [(int(item), float(score)) for item, score in contributions]

@@ -20,6 +20,8 @@ class ListedMovie:
     title: str
     score: float
     source: str | None = None
+    # Title of the user's positive that contributed most, for model lists.
+    because: str | None = None
 
 
 def user_recommendations(
@@ -30,8 +32,9 @@ def user_recommendations(
         user_id = require_user(connection, user)
         rows = connection.execute(
             text(
-                "SELECT r.rank, r.movie_id, m.title, r.score, r.source "
+                "SELECT r.rank, r.movie_id, m.title, r.score, r.source, b.title "
                 "FROM recommendations AS r JOIN movies AS m ON m.movie_id = r.movie_id "
+                "LEFT JOIN movies AS b ON b.movie_id = r.because_movie_id "
                 "WHERE r.user_id = :user_id AND r.rank <= :n ORDER BY r.rank"
             ),
             {"user_id": user_id, "n": n},

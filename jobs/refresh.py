@@ -24,14 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sqlalchemy import Connection, Engine, bindparam, delete, select, text
 
 from db.migrate import require_current
 from db.models import ModelRun, PublishedRun, RecommendationRow
 from jobs import lists, model, publish, run_models
 from jobs.control import RunControl
-from jobs.dataset import Interactions
+from jobs.dataset import Interactions, Pairs, confidence_and_seen
 from jobs.errors import NothingToDoError
 from jobs.lock import run_lock
 from jobs.logs import run_context
@@ -96,8 +95,8 @@ class RefreshSummary:
 
 
 @dataclass(frozen=True)
-class _Changes:
-    """The inputs of the changed users, read in one snapshot."""
+class UserInputs:
+    """The ratings and favorites of some users, read in one snapshot."""
 
     as_of: datetime
     user_ids: np.ndarray  # int64, ascending
@@ -168,7 +167,7 @@ def _since(saved: SavedModel) -> datetime:
     return since.replace(microsecond=0)
 
 
-def _read_changes(engine: Engine, run_id: int, since: datetime) -> _Changes:
+def _read_changes(engine: Engine, run_id: int, since: datetime) -> UserInputs:
     """Find the changed users and read their ratings and favorites, in one snapshot."""
     options = {}
     if engine.dialect.name == "postgresql":
@@ -181,16 +180,23 @@ def _read_changes(engine: Engine, run_id: int, since: datetime) -> _Changes:
             user_ids = np.union1d(
                 new_users, _ids(connection, CHANGED_INPUT_SQL, params)
             )
-            ratings = _rows_of_users(
-                connection, "ratings", ("user_id", "movie_id", "rating"), user_ids
-            )
-            favorites = _rows_of_users(
-                connection, "favorites", ("user_id", "movie_id"), user_ids
-            ).astype(np.int64)
-    return _Changes(
+            return read_user_inputs(connection, user_ids, as_of, len(new_users))
+
+
+def read_user_inputs(
+    connection: Connection, user_ids: np.ndarray, as_of: datetime, n_new_users: int
+) -> UserInputs:
+    """Read the ratings and favorites of ``user_ids`` (int64, ascending)."""
+    ratings = _rows_of_users(
+        connection, "ratings", ("user_id", "movie_id", "rating"), user_ids
+    )
+    favorites = _rows_of_users(
+        connection, "favorites", ("user_id", "movie_id"), user_ids
+    ).astype(np.int64)
+    return UserInputs(
         as_of=as_of,
         user_ids=user_ids,
-        n_new_users=len(new_users),
+        n_new_users=n_new_users,
         rating_user_ids=ratings[:, 0].astype(np.int64),
         rating_movie_ids=ratings[:, 1].astype(np.int64),
         ratings=ratings[:, 2].astype(np.float32),
@@ -233,11 +239,11 @@ def _time_param(engine: Engine, moment: datetime) -> datetime | str:
 
 
 def _rank(
-    saved: SavedModel, changes: _Changes, n: int, summary: RefreshSummary
+    saved: SavedModel, changes: UserInputs, n: int, summary: RefreshSummary
 ) -> list[lists.Columns]:
     """Rank movies for the changed users: fold-in for users with a positive,
     popularity for the rest, with the same rules as the full run."""
-    interactions, summary.n_ignored = _interactions(saved, changes)
+    interactions, summary.n_ignored = user_interactions(saved, changes)
     warm = interactions.users_with_positives()
     warm_idx = np.flatnonzero(warm).astype(np.int64)
     cold_idx = np.flatnonzero(~warm).astype(np.int64)
@@ -246,11 +252,13 @@ def _rank(
     als = model.model_from_item_factors(
         saved.item_factors, regularization=saved.regularization, alpha=saved.alpha
     )
-    model.fold_in_users(als, interactions.user_items)
+    confidences = saved.weighting.apply(interactions.user_items)
+    model.fold_in_users(als, confidences)
 
     def batches() -> Iterator[lists.Columns]:
         for batch in model.recommend(als, warm_idx, interactions.seen, n):
-            yield lists.recommendation_columns(batch, interactions, "als")
+            because = model.top_contributors(als, confidences, batch)
+            yield lists.recommendation_columns(batch, interactions, "als", because)
         if len(cold_idx):
             popular = model.recommend_popular(
                 saved.item_support, cold_idx, interactions.seen, n
@@ -260,7 +268,9 @@ def _rank(
     return list(batches())
 
 
-def _interactions(saved: SavedModel, changes: _Changes) -> tuple[Interactions, int]:
+def user_interactions(
+    saved: SavedModel, changes: UserInputs
+) -> tuple[Interactions, int]:
     """Build the changed users' confidence and seen matrices over the run's movies.
 
     Returns the matrices and the number of positives left out because the
@@ -280,35 +290,21 @@ def _interactions(saved: SavedModel, changes: _Changes) -> tuple[Interactions, i
         changes.favorite_movie_ids,
     )
 
-    # Confidence: the star value of a rating >= min_rating, favorite_weight
-    # for a favorite, and the larger of the two for a pair that is both.
-    positive = rated_known & (changes.ratings >= saved.min_rating)
-    rated = sp.csr_matrix(
-        (changes.ratings[positive], (rated_rows[positive], rated_cols[positive])),
-        shape=shape,
-        dtype=np.float32,
-    )
-    n_favorites = int(fav_known.sum())
-    favored = sp.csr_matrix(
-        (
-            np.full(n_favorites, saved.favorite_weight, dtype=np.float32),
-            (fav_rows[fav_known], fav_cols[fav_known]),
+    user_items, seen = confidence_and_seen(
+        shape,
+        Pairs(
+            rated_rows[rated_known],
+            rated_cols[rated_known],
+            changes.ratings[rated_known],
         ),
-        shape=shape,
-        dtype=np.float32,
+        Pairs(
+            fav_rows[fav_known],
+            fav_cols[fav_known],
+            np.ones(int(fav_known.sum()), dtype=np.float32),
+        ),
+        saved.min_rating,
+        saved.favorite_weight,
     )
-    user_items = sp.csr_matrix(rated.maximum(favored), dtype=np.float32)
-    user_items.sort_indices()
-
-    # Seen: everything rated, at any rating, or favorited.
-    seen_rows = np.concatenate([rated_rows[rated_known], fav_rows[fav_known]])
-    seen_cols = np.concatenate([rated_cols[rated_known], fav_cols[fav_known]])
-    seen = sp.csr_matrix(
-        (np.ones(len(seen_rows), dtype=np.float32), (seen_rows, seen_cols)),
-        shape=shape,
-    )
-    seen.data[:] = 1.0
-    seen.sort_indices()
 
     # Only positives are lost: a low rating on an unknown movie changes nothing,
     # because that movie cannot be recommended anyway.
@@ -334,7 +330,7 @@ def _positions(
 
 
 def _replace_lists(
-    engine: Engine, run_id: int, changes: _Changes, columns: list[lists.Columns]
+    engine: Engine, run_id: int, changes: UserInputs, columns: list[lists.Columns]
 ) -> int:
     """Swap the changed users' rows of ``run_id`` in one transaction.
 

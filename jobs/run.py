@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import mask_url
 from db.migrate import require_current
-from jobs import dataset, lists, model, publish, run_models
+from jobs import dataset, evaluate, lists, model, publish, run_models
+from jobs.confidence import Weighting
 from jobs.config import Settings, settings_record
 from jobs.control import RunControl, RunStopped
 from jobs.errors import NothingToDoError
@@ -36,10 +37,15 @@ class RunSummary:
     run_id: int
     counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    evaluation: evaluate.Evaluation | None = None
 
     def record(self) -> dict[str, Any]:
         """Return the ``model_runs`` columns that this summary fills."""
-        return {**self.counts, "timings": dict(self.timings)}
+        record: dict[str, Any] = {**self.counts, "timings": dict(self.timings)}
+        if self.evaluation is not None:
+            record.update(self.evaluation.record())
+            record["metrics"] = self.evaluation.summary()
+        return record
 
 
 def run_once(
@@ -149,16 +155,24 @@ def _stages(
             "favorites"
         )
 
+    on_iteration = None if control is None else lambda _: control.check()
+    if settings.evaluation.enabled:
+        summary.evaluation = timed(
+            "evaluate",
+            lambda: _evaluate(interactions, settings, on_iteration),
+        )
+    weighting = Weighting.of(model_settings.confidence, interactions.user_items)
+    confidences = weighting.apply(interactions.user_items)
     als = timed(
         "fit",
         lambda: model.fit_als(
-            interactions.user_items,
+            confidences,
             factors=model_settings.factors,
             regularization=model_settings.regularization,
             alpha=model_settings.alpha,
             iterations=model_settings.iterations,
             random_state=model_settings.random_state,
-            on_iteration=None if control is None else lambda _: control.check(),
+            on_iteration=on_iteration,
         ),
     )
     timed(
@@ -168,15 +182,15 @@ def _stages(
             summary.run_id,
             als.item_factors,
             interactions.movie_ids,
-            interactions.item_support(),
             model_settings,
+            weighting,
             inputs_as_of,
         ),
     )
     summary.counts["n_recommendations"] = timed(
         "recommend",
         lambda: _write_recommendations(
-            engine, summary.run_id, als, interactions, output.n
+            engine, summary.run_id, als, interactions, confidences, output.n
         ),
     )
     summary.counts["n_similar"] = timed(
@@ -188,6 +202,21 @@ def _stages(
         "publish", lambda: publish.publish_run(engine, summary.run_id, summary.record())
     )
     publish.prune_runs(engine, output.keep_runs)
+
+
+def _evaluate(
+    interactions: dataset.Interactions,
+    settings: Settings,
+    on_iteration: Callable[[int], None] | None,
+) -> evaluate.Evaluation | None:
+    try:
+        return evaluate.evaluate(
+            interactions.user_items, settings.model, settings.evaluation, on_iteration
+        )
+    except NothingToDoError as exc:
+        # Too little data to hold any out is no reason to withhold the lists.
+        log.warning("holdout evaluation skipped: %s", exc)
+        return None
 
 
 def _timer(
@@ -231,6 +260,7 @@ def _write_recommendations(
     run_id: int,
     als: Any,
     interactions: dataset.Interactions,
+    confidences: Any,
     n: int,
 ) -> int:
     warm = interactions.users_with_positives()
@@ -239,7 +269,8 @@ def _write_recommendations(
 
     def batches() -> Iterator[lists.Columns]:
         for batch in model.recommend(als, warm_idx, interactions.seen, n):
-            yield lists.recommendation_columns(batch, interactions, "als")
+            because = model.top_contributors(als, confidences, batch)
+            yield lists.recommendation_columns(batch, interactions, "als", because)
         if len(cold_idx):
             popular = model.recommend_popular(
                 interactions.item_support(), cold_idx, interactions.seen, n

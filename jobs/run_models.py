@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from db.models import RunModel
+from jobs.confidence import Weighting
 from jobs.config import ModelSettings
 
 
@@ -29,6 +30,7 @@ class SavedModel:
     alpha: float
     min_rating: float
     favorite_weight: float
+    weighting: Weighting
     item_factors: np.ndarray  # float32, shape (n_items, factors)
     movie_ids: np.ndarray  # int64, shape (n_items,), ascending
     item_support: np.ndarray  # int64, shape (n_items,)
@@ -56,8 +58,8 @@ def save_run_model(
     run_id: int,
     item_factors: np.ndarray,
     movie_ids: np.ndarray,
-    item_support: np.ndarray,
     settings: ModelSettings,
+    weighting: Weighting,
     inputs_as_of: datetime,
 ) -> None:
     """Store the model of ``run_id``.
@@ -67,8 +69,9 @@ def save_run_model(
         run_id: the run that trained the model.
         item_factors: float32, shape ``(n_items, factors)``.
         movie_ids: int64, shape ``(n_items,)``, the movie_id of each item_idx.
-        item_support: int64, shape ``(n_items,)``, positives per item.
         settings: the model settings of the run.
+        weighting: the confidence scheme and its figures, with the positives
+            per item.
         inputs_as_of: database time at or before the run's snapshot read.
     """
     with engine.begin() as connection:
@@ -82,7 +85,9 @@ def save_run_model(
                 favorite_weight=settings.favorite_weight,
                 item_factors=_to_bytes(item_factors.astype(np.float32)),
                 movie_ids=_to_bytes(movie_ids.astype(np.int64)),
-                item_support=_to_bytes(item_support.astype(np.int64)),
+                item_support=_to_bytes(weighting.item_support.astype(np.int64)),
+                confidence=weighting.scheme,
+                confidence_figures=weighting.record(),
                 inputs_as_of=_as_utc(inputs_as_of),
             )
         )
@@ -96,6 +101,14 @@ def load_run_model(connection: Connection, run_id: int) -> SavedModel | None:
     ).one_or_none()
     if row is None:
         return None
+    item_support = _from_bytes(row.item_support)
+    figures = row.confidence_figures or {}
+    weighting = Weighting(
+        scheme=row.confidence,
+        n_users=int(figures.get("n_users", 0)),
+        average_strength=float(figures.get("average_strength", 0.0)),
+        item_support=item_support,
+    )
     return SavedModel(
         run_id=row.run_id,
         factors=row.factors,
@@ -103,9 +116,10 @@ def load_run_model(connection: Connection, run_id: int) -> SavedModel | None:
         alpha=row.alpha,
         min_rating=row.min_rating,
         favorite_weight=row.favorite_weight,
+        weighting=weighting,
         item_factors=_from_bytes(row.item_factors),
         movie_ids=_from_bytes(row.movie_ids),
-        item_support=_from_bytes(row.item_support),
+        item_support=item_support,
         inputs_as_of=_as_utc(row.inputs_as_of),
         refreshed_as_of=(
             None if row.refreshed_as_of is None else _as_utc(row.refreshed_as_of)

@@ -50,12 +50,23 @@ class TitleIndex:
         self.folded: dict[str, list[Movie]] = defaultdict(list)
         self.canonical: dict[str, list[Movie]] = defaultdict(list)
         self.name_only: dict[str, list[Movie]] = defaultdict(list)
+        self.titles: dict[int, str] = {}
         for movie in movies:
+            self.titles[movie.movie_id] = movie.title
             name, year = split_year(movie.title)
             self.exact[movie.title].append(movie)
             self.folded[fold(movie.title)].append(movie)
             self.canonical[canonical_title(movie.title)].append(movie)
             self.name_only[canonical_name(name)].append(movie)
+
+    def by_id(self, movie_id: int) -> Movie | None:
+        """Return the movie with ``movie_id``, or None when there is none."""
+        title = self.titles.get(movie_id)
+        return None if title is None else Movie(movie_id, title)
+
+    def title_of(self, movie_id: int) -> str:
+        """Return the title of ``movie_id``, or a placeholder naming the id."""
+        return self.titles.get(movie_id, f"(movie_id {movie_id}, no longer listed)")
 
     def resolve(self, query: str) -> Movie:
         """Return the one movie that ``query`` names.

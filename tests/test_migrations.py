@@ -34,6 +34,10 @@ def test_upgrade_creates_tables_and_views(empty_url: str) -> None:
     engine.dispose()
 
 
+def test_head_revision_matches_the_migrations_folder() -> None:
+    assert migrate.head_revision() == migrate.script_head_revision() == "0004"
+
+
 def test_downgrade_to_base_and_up_again(empty_url: str) -> None:
     engine = make_engine(empty_url)
     migrate.upgrade(engine)

@@ -28,10 +28,11 @@ from helpers import (
     small_settings,
 )
 from jobs.cli import main
+from jobs.confidence import Weighting
 from jobs.control import RunControl, RunStopped
 from jobs.errors import LockedError, NothingToDoError
 from jobs.lock import run_lock
-from jobs.refresh import RefreshSummary, _Changes, _rank, refresh
+from jobs.refresh import RefreshSummary, UserInputs, _rank, refresh
 from jobs.run import run_once
 from jobs.run_models import SavedModel, load_run_model
 
@@ -485,6 +486,7 @@ class StopOnMessage(logging.Handler):
 
 def random_model(rng: np.random.Generator, n_items: int) -> SavedModel:
     """A model over movies 10, 20, ... with random factors and support."""
+    support = rng.integers(0, 50, n_items).astype(np.int64)
     return SavedModel(
         run_id=1,
         factors=3,
@@ -492,9 +494,10 @@ def random_model(rng: np.random.Generator, n_items: int) -> SavedModel:
         alpha=1.0,
         min_rating=3.0,
         favorite_weight=5.0,
+        weighting=Weighting("rating", 100, 4.0, support),
         item_factors=rng.normal(size=(n_items, 3)).astype(np.float32),
         movie_ids=np.arange(1, n_items + 1, dtype=np.int64) * 10,
-        item_support=rng.integers(0, 50, n_items).astype(np.int64),
+        item_support=support,
         inputs_as_of=datetime(2026, 1, 1, tzinfo=UTC),
         refreshed_as_of=None,
     )
@@ -522,7 +525,7 @@ def test_refresh_lists_obey_rules(
     }
     rated = sorted(pairs)[: len(pairs) // 2]
     favored = sorted(pairs)[len(pairs) // 2 :]
-    changes = _Changes(
+    changes = UserInputs(
         as_of=saved.inputs_as_of,
         user_ids=user_ids,
         n_new_users=0,
@@ -570,7 +573,7 @@ def test_refresh_lists_obey_rules(
 def test_fold_in_matrix_uses_max_confidence() -> None:
     rng = np.random.default_rng(1)
     saved = random_model(rng, 4)
-    changes = _Changes(
+    changes = UserInputs(
         as_of=saved.inputs_as_of,
         user_ids=np.array([7], dtype=np.int64),
         n_new_users=0,
@@ -580,9 +583,9 @@ def test_fold_in_matrix_uses_max_confidence() -> None:
         favorite_user_ids=np.array([7, 7], dtype=np.int64),
         favorite_movie_ids=np.array([10, 30], dtype=np.int64),
     )
-    from jobs.refresh import _interactions
+    from jobs.refresh import user_interactions
 
-    interactions, ignored = _interactions(saved, changes)
+    interactions, ignored = user_interactions(saved, changes)
     user_items: sp.csr_matrix = interactions.user_items
     assert ignored == 0
     # Movie 10: max(4 stars, favorite 5); 20: two stars is no positive; 30: 5.
