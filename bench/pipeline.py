@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -40,32 +41,63 @@ class ProcessCost:
     peak_mib: float
 
 
-def run_child(args: list[str], env: dict[str, str], cwd: Path) -> ProcessCost:
-    """Run ``python -m jobs ARGS`` and measure it; raise on a non-zero exit."""
+class ChildFailed(RuntimeError):
+    """A measured child process exited with a non-zero status."""
+
+    def __init__(self, command: str, exit_code: int) -> None:
+        super().__init__(f"{command} exited with status {exit_code}")
+        self.command = command
+        self.exit_code = exit_code
+
+
+def measure_process(command: list[str], env: dict[str, str], cwd: Path) -> ProcessCost:
+    """Run ``command`` with stdout discarded and measure it.
+
+    Raises:
+        ChildFailed: The process exited with a non-zero status. A process
+            killed by signal N has exit code -N.
+    """
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "-q", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"jobs {' '.join(args)} exited with {status}")
+    exit_code = os.waitstatus_to_exitcode(status)
+    if exit_code != 0:
+        program = Path(command[0]).name
+        raise ChildFailed(" ".join([program, *command[1:]]), exit_code)
     # ru_maxrss is in KiB on Linux.
     return ProcessCost(seconds, usage.ru_maxrss / 1024)
 
 
-def last_run_timings(url: str) -> dict[str, float]:
-    """Return the stage timings that the newest run recorded."""
+def run_child(args: list[str], env: dict[str, str], cwd: Path) -> ProcessCost:
+    """Run ``python -m jobs -q ARGS`` and measure it, as ``measure_process`` does."""
+    return measure_process([sys.executable, "-m", "jobs", "-q", *args], env, cwd)
+
+
+def last_run_record(url: str) -> dict[str, Any]:
+    """Return the newest ``model_runs`` row, with its JSON columns decoded."""
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
-        raw = connection.execute(
-            text("SELECT timings FROM model_runs ORDER BY run_id DESC LIMIT 1")
-        ).scalar_one()
+        row = (
+            connection.execute(
+                text("SELECT * FROM model_runs ORDER BY run_id DESC LIMIT 1")
+            )
+            .mappings()
+            .one()
+        )
     engine.dispose()
-    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+    # PostgreSQL's driver decodes JSON columns, but SQLite returns the text.
+    record = dict(row)
+    for column in ("settings", "timings", "metrics"):
+        if isinstance(record.get(column), str):
+            record[column] = json.loads(record[column])
+    return record
+
+
+def last_run_timings(url: str) -> dict[str, float]:
+    """Return the stage timings that the newest run recorded."""
+    return dict(last_run_record(url)["timings"])
 
 
 def database_url(backend: str, scratch: Path, postgres_url: str | None) -> str:
