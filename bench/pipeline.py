@@ -7,6 +7,8 @@ and the seconds per stage that the run recorded in ``model_runs.timings``.
 
     python bench/pipeline.py --data /path/to/ml-1m
     python bench/pipeline.py --data DIR --backend sqlite --runs 3
+    python bench/pipeline.py --data /path/to/ml-1m --backend sqlite \
+        --config bench/no-holdout.toml --tutorial --runs 3
 
 PostgreSQL: ``--postgres-url`` names a role that may create databases;
 without it a throwaway server is started from the local PostgreSQL binaries
@@ -118,10 +120,23 @@ def database_url(backend: str, scratch: Path, postgres_url: str | None) -> str:
 
 
 def bench_backend(
-    backend: str, data: Path, runs: int, postgres_url: str | None
+    backend: str,
+    data: Path,
+    runs: int,
+    postgres_url: str | None,
+    config: Path | None = None,
+    tutorial: bool = False,
 ) -> list[str]:
-    """Measure one backend; return markdown table rows."""
+    """Measure one backend; return markdown table rows.
+
+    With ``tutorial``, each run-once follows a run of ``bench/tutorial.py``
+    on the same data, so both see the same machine load, and a last row
+    gives the ratio of their fastest runs.
+    """
     rows = []
+    run_once_seconds: list[float] = []
+    tutorial_seconds: list[float] = []
+    config_args = [] if config is None else ["--config", str(config.resolve())]
     with tempfile.TemporaryDirectory(prefix="movie-recs-bench-") as folder:
         scratch = Path(folder)
         url = database_url(backend, scratch, postgres_url)
@@ -132,13 +147,40 @@ def bench_backend(
             f"| {backend} | ingest | {ingest.seconds:.2f} | {ingest.peak_mib:.0f} | |"
         )
         for number in range(1, runs + 1):
-            cost = run_child(["run-once"], env, scratch)
+            if tutorial:
+                reference = measure_process(
+                    [
+                        sys.executable,
+                        str(REPO / "bench" / "tutorial.py"),
+                        "--data",
+                        str(data),
+                    ],
+                    env,
+                    scratch,
+                )
+                tutorial_seconds.append(reference.seconds)
+                rows.append(
+                    f"| tutorial | pipeline #{number} | {reference.seconds:.2f} | "
+                    f"{reference.peak_mib:.0f} | |"
+                )
+            cost = run_child([*config_args, "run-once"], env, scratch)
+            run_once_seconds.append(cost.seconds)
             stages = last_run_timings(url)
             detail = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
             rows.append(
                 f"| {backend} | run-once #{number} | {cost.seconds:.2f} | "
                 f"{cost.peak_mib:.0f} | {detail} |"
             )
+    if tutorial:
+        ratios = [
+            ours / theirs
+            for ours, theirs in zip(run_once_seconds, tutorial_seconds, strict=True)
+        ]
+        rows.append(
+            f"| {backend} | run-once / tutorial | "
+            f"{min(run_once_seconds) / min(tutorial_seconds):.3f} | | "
+            f"fastest over fastest; per pair {', '.join(f'{r:.3f}' for r in ratios)} |"
+        )
     return rows
 
 
@@ -171,6 +213,18 @@ def main() -> None:
         help="URL of a PostgreSQL role that may create databases "
         "(default: start a throwaway server)",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="settings file for run-once, such as one with [evaluation] "
+        "enabled = false (default: built-in settings)",
+    )
+    parser.add_argument(
+        "--tutorial",
+        action="store_true",
+        help="run bench/tutorial.py before each run-once and print the ratio "
+        "of their wall times (--data must be the ml-1m folder)",
+    )
     args = parser.parse_args()
     backends = args.backend or ["sqlite", "postgresql"]
 
@@ -182,7 +236,15 @@ def main() -> None:
         print("| backend | step | wall s | peak RSS MiB | stages (s) |")
         print("|---|---|---|---|---|")
         for backend in backends:
-            for row in bench_backend(backend, args.data, args.runs, postgres_url):
+            rows = bench_backend(
+                backend,
+                args.data,
+                args.runs,
+                postgres_url,
+                config=args.config,
+                tutorial=args.tutorial,
+            )
+            for row in rows:
                 print(row, flush=True)
     finally:
         if server is not None:
