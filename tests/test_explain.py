@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 
 import numpy as np
@@ -200,3 +202,32 @@ def test_explain_marks_a_seen_movie(
     assert lines[1] == (
         "  the user has rated or favorited it, so it is never recommended to them"
     )
+
+
+def test_refresh_weights_new_users_like_the_run(engine: Engine) -> None:
+    seed_two_groups(engine)
+    base = small_settings(str(engine.url))
+    settings = dataclasses.replace(
+        base, model=dataclasses.replace(base.model, confidence="bm25")
+    )
+    run_once(engine, settings)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO users (user_id, name) VALUES (50, 'b')"))
+        connection.execute(
+            text("INSERT INTO favorites (user_id, movie_id) VALUES (50, 21), (50, 22)")
+        )
+        stored = connection.execute(
+            text("SELECT confidence, confidence_figures FROM run_models")
+        ).one()
+    refresh(engine)
+
+    assert stored.confidence == "bm25"
+    figures = stored.confidence_figures
+    if isinstance(figures, str):
+        figures = json.loads(figures)
+    # 32 users; 240 positives of 4 or 5 stars.
+    assert figures["n_users"] == 32
+    assert 4 * 240 / 32 <= figures["average_strength"] <= 5 * 240 / 32
+    rows = because_by_user(engine)[50]
+    assert len(rows) == 5
+    assert {because for _, because in rows} <= {21, 22}
