@@ -70,7 +70,7 @@ class Contribution:
 
 @dataclass(frozen=True)
 class Explanation:
-    """The published model's score of ``movie_id`` for ``user_id``, split by positive."""
+    """The published score of ``movie_id`` for ``user_id``, split by positive."""
 
     run_id: int
     user_id: int
