@@ -14,23 +14,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import stat
-import tempfile
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import tomlkit
-import tomlkit.exceptions
 from sqlalchemy import Engine
 
 from db.migrate import require_current
-from jobs import dataset
+from jobs import dataset, settings_file
 from jobs.config import DEFAULT_CONFIG_FILE, ModelSettings, Settings
-from jobs.errors import ConfigError, ModelError, NothingToDoError
+from jobs.errors import ModelError, NothingToDoError
 from jobs.evaluate import Holdout, Metrics
 
 log = logging.getLogger(__name__)
@@ -428,101 +423,15 @@ def conclusion(result: TuneResult, path: Path, *, written: bool) -> str:
     return line + f"not written (add --write to write it to [model] in {path})"
 
 
-def check_writable(path: Path) -> None:
-    """Check that ``write_model_settings`` can replace or create ``path``.
-
-    Raises:
-        ConfigError: ``path`` is not a regular file, or its folder is missing
-            or not writable.
-    """
-    target = path.resolve()
-    if target.exists() and not target.is_file():
-        raise ConfigError(f"cannot write settings to {path}: it is not a file")
-    folder = target.parent
-    if not folder.is_dir():
-        raise ConfigError(
-            f"cannot write settings to {path}: folder {folder} does not exist"
-        )
-    # The new text goes to a temporary file beside the target, which then
-    # replaces it, so the folder must be writable, not only the file.
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"cannot write settings to {path}: folder {folder} is not writable; "
-            "pass --config with a file in a writable folder"
-        )
-
-
 def write_model_settings(path: Path, model_settings: ModelSettings) -> None:
-    """Set the tuned keys of ``[model]`` in the TOML file ``path``.
-
-    Every other key, comment and blank line stays as it was; a missing file
-    is created with only the ``[model]`` table. The new text replaces the old
-    in one ``os.replace``, so an interrupted write leaves the old file whole.
+    """Write the tuned settings of ``model_settings`` into ``[model]`` of ``path``.
 
     Raises:
         ConfigError: the file cannot be read, is invalid TOML, or cannot be
             written.
     """
-    # Resolving first writes through a symbolic link instead of replacing it.
-    target = path.resolve()
-    document = _read_document(target, path)
     values = {name: getattr(model_settings, name) for name in TUNED_SETTINGS}
-    table = document.get("model")
-    if table is None:
-        new_table = tomlkit.table()
-        new_table.update(values)
-        document["model"] = new_table
-    elif isinstance(table, MutableMapping):
-        table.update(values)
-    else:
-        raise ConfigError(f"{path}: model must be a table ([model])")
-    _replace_text(target, tomlkit.dumps(document), path)
+    settings_file.write_model_settings(path, values)
 
 
-def _read_document(target: Path, path: Path) -> tomlkit.TOMLDocument:
-    if not target.exists():
-        return tomlkit.document()
-    try:
-        return tomlkit.parse(target.read_text(encoding="utf-8"))
-    except tomlkit.exceptions.ParseError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-
-
-def _replace_text(target: Path, text: str, path: Path) -> None:
-    mode = _file_mode(target)
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    finally:
-        # Gone after a successful replace; left over after any failure.
-        Path(temporary).unlink(missing_ok=True)
-
-
-def _write_error(path: Path, exc: OSError) -> ConfigError:
-    return ConfigError(
-        f"cannot write settings to {path}: {exc.strerror}; the file is unchanged"
-    )
-
-
-def _file_mode(target: Path) -> int:
-    # mkstemp creates the file as 0600, so give it the mode of the file it
-    # replaces, or what the umask makes of 0666 for a new file.
-    if target.exists():
-        return stat.S_IMODE(target.stat().st_mode)
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+check_writable = settings_file.check_writable
