@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.schema import AddConstraint, DropConstraint
@@ -270,10 +269,10 @@ def read_columns(
     names = list(dtypes)
     with _driver_errors(connection, query):
         if connection.dialect.name == "postgresql":
-            frame = _copy_out(connection, query, names)
+            columns = _copy_out(connection, query, names)
         else:
-            frame = _fetch_all(connection, query, names)
-    return {name: frame[name].to_numpy(dtype=dtypes[name]) for name in names}
+            columns = _fetch_all(connection, query, names)
+    return {name: columns[name].astype(dtypes[name], copy=False) for name in names}
 
 
 def _common_length(columns: Columns) -> int:
@@ -501,6 +500,10 @@ def _check_fits(name: str, values: np.ndarray, dtype: np.dtype) -> None:
 
 
 def _csv_chunks(columns: Columns) -> Iterator[str]:
+    # Imported here: only PostgreSQL's text COPY needs pandas, and importing it
+    # costs every run about 0.3 s.
+    import pandas as pd
+
     frame = pd.DataFrame(dict(columns))
     for start in range(0, len(frame), BATCH_ROWS):
         buffer = io.StringIO()
@@ -510,7 +513,7 @@ def _csv_chunks(columns: Columns) -> Iterator[str]:
 
 def _fetch_all(
     connection: Connection, query: str, names: Sequence[str]
-) -> pd.DataFrame:
+) -> dict[str, np.ndarray]:
     # Values stream from the driver's cursor straight into one float64 array,
     # skipping per-row Python objects; ids up to 2**53 stay exact.
     cursor = _raw_cursor(connection)
@@ -518,10 +521,14 @@ def _fetch_all(
     flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64)
     cursor.close()
     table = flat.reshape(-1, len(names))
-    return pd.DataFrame({name: table[:, i] for i, name in enumerate(names)})
+    return {name: table[:, i] for i, name in enumerate(names)}
 
 
-def _copy_out(connection: Connection, query: str, names: Sequence[str]) -> pd.DataFrame:
+def _copy_out(
+    connection: Connection, query: str, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    import pandas as pd
+
     cursor = _raw_cursor(connection)
     buffer = io.BytesIO()
     with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
@@ -530,5 +537,6 @@ def _copy_out(connection: Connection, query: str, names: Sequence[str]) -> pd.Da
     cursor.close()
     buffer.seek(0)
     if buffer.getbuffer().nbytes == 0:
-        return pd.DataFrame({name: [] for name in names})
-    return pd.read_csv(buffer, header=None, names=list(names))
+        return {name: np.empty(0) for name in names}
+    frame = pd.read_csv(buffer, header=None, names=list(names))
+    return {name: frame[name].to_numpy() for name in names}
