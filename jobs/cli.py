@@ -191,6 +191,15 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings, out: TextIO) -> N
         f"{counts['n_similar']} similar-movie rows in {summary.timings['total']:.1f} s",
         file=out,
     )
+    if summary.evaluation is not None:
+        evaluation = summary.evaluation
+        print(
+            f"holdout nDCG@{evaluation.k} {evaluation.model.ndcg:.4f} "
+            f"(popularity {evaluation.popular.ndcg:.4f}), "
+            f"precision@{evaluation.k} {evaluation.model.precision:.4f}, "
+            f"recall@{evaluation.k} {evaluation.model.recall:.4f}",
+            file=out,
+        )
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -268,7 +277,7 @@ def cmd_recommend(args: argparse.Namespace, settings: Settings, out: TextIO) -> 
     user_id, movies = published.user_recommendations(engine, args.user, args.n)
     print(f"recommendations for user_id {user_id} (run {run_id}):", file=out)
     if not movies:
-        print("  none: the user has seen every movie the model knows", file=out)
+        print(f"  none: {published.why_no_list(engine, user_id, run_id)}", file=out)
     for movie in movies:
         note = " (popular)" if movie.source == "popular" else ""
         print(f"  {movie.rank:3d}. {movie.title}{note}  [{movie.score:.3f}]", file=out)

@@ -63,6 +63,10 @@ class EvaluationSettings:
     test_fraction: float = 0.2
     # Seed of the split, so that runs on the same data are comparable.
     random_state: int = 42
+    # Users scored at most: beyond this many users with a hidden positive, a
+    # sample seeded like the split is scored, which bounds the cost of
+    # ranking on large data.
+    max_users: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ MINIMUMS: dict[str, tuple[float, bool]] = {
     "retry_backoff_seconds": (0.0, True),
     "k": (1, True),
     "test_fraction": (0.0, False),
+    "max_users": (1, True),
 }
 
 # Upper bounds (inclusive). Stars stop at 5; the others are far beyond any
@@ -190,8 +195,15 @@ def _config_path(flag: str | Path | None, environ: Mapping[str, str]) -> Path | 
     chosen = flag or environ.get(CONFIG_ENV)
     if chosen:
         path = Path(chosen)
+        if path.is_dir():
+            raise ConfigError(
+                f"configuration file {path} is a folder; pass the path of a TOML file"
+            )
         if not path.is_file():
-            raise ConfigError(f"configuration file {path} not found")
+            raise ConfigError(
+                f"configuration file {path} not found; pass an existing file with "
+                f"--config or {CONFIG_ENV}, or leave both unset for the defaults"
+            )
         return path
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None

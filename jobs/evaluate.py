@@ -8,7 +8,8 @@ The protocol, the same in ``run-once``, ``evaluate`` and ``tune``:
 2. A model with the run's settings is fitted on the training split only.
 3. Every user with at least one hidden positive gets a top-K list from the
    whole catalogue (every movie with a positive) minus that user's training
-   positives.
+   positives. Beyond ``max_users`` such users, a seeded sample of that many
+   is scored.
 4. Each list is scored against the user's hidden positives, and the same is
    done for a popularity baseline that ranks movies by training positives.
 
@@ -57,8 +58,8 @@ class Evaluation:
     k: int
     test_fraction: float
     random_state: int
-    n_users: int  # users with at least one hidden positive
-    n_held_out: int  # hidden positives
+    n_users: int  # users scored
+    n_held_out: int  # hidden positives, of every user
     model: Metrics
     popular: Metrics
     seconds: float
@@ -86,7 +87,9 @@ class Holdout:
 
     train: sp.csr_matrix  # strengths, users x items
     test: sp.csr_matrix  # hidden positives, same shape
-    users: np.ndarray  # int64 positions of users with a hidden positive
+    # int64 positions of the scored users: those with a hidden positive, or a
+    # seeded sample of max_users of them.
+    users: np.ndarray
     k: int
     settings: EvaluationSettings
 
@@ -101,6 +104,9 @@ class Holdout:
             user_items, settings.test_fraction, settings.random_state
         )
         users = np.flatnonzero(np.diff(test.indptr)).astype(np.int64)
+        if len(users) > settings.max_users:
+            rng = np.random.default_rng(settings.random_state)
+            users = np.sort(rng.choice(users, settings.max_users, replace=False))
         if len(users) == 0 or train.nnz == 0:
             raise NothingToDoError(
                 f"too few positives to evaluate: {user_items.nnz} in all, "

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 FILTERED_SCORE = np.finfo(np.float32).min
 
 DIVERGED_HINT = (
-    "raise [model] regularization, or lower [model] factors or alpha, in config.toml"
+    "raise [model] regularization, or lower [model] factors or alpha, in the "
+    "settings file"
 )
 
 # Users ranked per call to implicit; bounds the (users, items) score block.
@@ -198,16 +199,26 @@ def recommend_popular(
     popular = np.argsort(-support, kind="stable").astype(np.int64)
     share = (support / max(int(support.sum()), 1)).astype(np.float32)
     n = min(n, len(popular))
-    ids = np.zeros((len(user_idx), n), dtype=np.int64)
-    valid = np.zeros((len(user_idx), n), dtype=bool)
-    for row, user in enumerate(user_idx):
-        seen_items = seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
-        # The head of the popularity order long enough to fill n unseen slots.
-        head = popular[: n + len(seen_items)]
-        unseen = head[~np.isin(head, seen_items)][:n]
-        ids[row, : len(unseen)] = unseen
-        valid[row, : len(unseen)] = True
     rows = np.asarray(user_idx, dtype=np.int64)
+    ids = np.zeros((len(rows), n), dtype=np.int64)
+    valid = np.zeros((len(rows), n), dtype=bool)
+    # Most users fill their list from the first 2n popular items; those who
+    # have seen many of them look again at a head four times as long.
+    pending = np.arange(len(rows))
+    width = min(2 * n, len(popular))
+    while len(pending):
+        head = popular[:width]
+        for start in range(0, len(pending), RECOMMEND_BATCH_USERS):
+            block = pending[start : start + RECOMMEND_BATCH_USERS]
+            unseen = seen[rows[block]][:, head].toarray() == 0
+            # The k-th unseen item of a row, in popularity order, goes to slot k.
+            slot = np.cumsum(unseen, axis=1) - 1
+            row, column = np.nonzero(unseen & (slot < n))
+            ids[block[row], slot[row, column]] = head[column]
+            valid[block[row], slot[row, column]] = True
+        short = valid[pending].sum(axis=1) < n
+        pending = pending[short] if width < len(popular) else pending[:0]
+        width = min(4 * width, len(popular))
     return RankedBatch(rows, ids, np.where(valid, share[ids], 0), valid)
 
 

@@ -42,6 +42,30 @@ def user_recommendations(
     return user_id, [ListedMovie(*row) for row in rows]
 
 
+def why_no_list(engine: Engine, user_id: int, run_id: int) -> str:
+    """Say why the published run has no recommendation for ``user_id``."""
+    with engine.connect() as connection:
+        n_movies = connection.execute(
+            text("SELECT n_movies FROM model_runs WHERE run_id = :run_id"),
+            {"run_id": run_id},
+        ).scalar()
+        n_seen = connection.execute(
+            text(
+                "SELECT COUNT(*) FROM (SELECT movie_id FROM ratings "
+                "WHERE user_id = :user_id UNION "
+                "SELECT movie_id FROM favorites WHERE user_id = :user_id) AS seen"
+            ),
+            {"user_id": user_id},
+        ).scalar_one()
+    if n_movies is not None and n_seen >= n_movies:
+        return "the user has seen every movie the model knows"
+    return (
+        f"run {run_id} has no list for this user, who was added or changed after "
+        "it read its data; run: python -m jobs refresh (or wait for the next "
+        "scheduled refresh)"
+    )
+
+
 def similar_movies(
     engine: Engine, title: str | None, n: int, movie_id: int | None = None
 ) -> tuple[int, str, list[ListedMovie]]:

@@ -70,7 +70,12 @@ class Contribution:
 
 @dataclass(frozen=True)
 class Explanation:
-    """The published score of ``movie_id`` for ``user_id``, split by positive."""
+    """A score of ``movie_id`` for ``user_id``, split by the user's positives.
+
+    ``score`` comes from solving the user's current positives against the
+    published item factors, so it differs slightly from the published score,
+    which the last ALS iteration left.
+    """
 
     run_id: int
     user_id: int
@@ -78,8 +83,9 @@ class Explanation:
     title: str
     score: float
     contributions: list[Contribution]
-    # The published rank and the cited movie, when the movie is in the list.
+    # The published rank, score and cited movie, when the movie is in the list.
     rank: int | None
+    published_score: float | None
     because_movie_id: int | None
     seen: bool
 
@@ -103,6 +109,8 @@ def explain(
     with engine.connect() as connection:
         user_id = require_user(connection, user)
         titles = load_title_index(connection)
+        if movie_id is not None and title is not None:
+            raise UsageError("give a TITLE or --movie-id, not both")
         if movie_id is not None:
             movie = titles.by_id(movie_id)
             if movie is None:
@@ -130,7 +138,7 @@ def explain(
         )
         published = connection.execute(
             text(
-                "SELECT rank, because_movie_id FROM recommendations "
+                "SELECT rank, score, because_movie_id FROM recommendations "
                 "WHERE user_id = :user_id AND movie_id = :movie_id"
             ),
             {"user_id": user_id, "movie_id": movie.movie_id},
@@ -177,6 +185,7 @@ def explain(
         score=score,
         contributions=contributions,
         rank=None if published is None else int(published.rank),
+        published_score=None if published is None else float(published.score),
         because_movie_id=None if published is None else published.because_movie_id,
         seen=bool(interactions.seen.nnz and item in interactions.seen.indices),
     )
@@ -197,10 +206,14 @@ def print_explanation(explanation: Explanation, out: TextIO) -> None:
     elif explanation.rank is None:
         print("  not in the user's published list", file=out)
     else:
-        print(f"  rank {explanation.rank} of the user's published list", file=out)
+        print(
+            f"  rank {explanation.rank} of the user's published list, score "
+            f"{explanation.published_score:.4f}",
+            file=out,
+        )
     print(
-        f"  score {explanation.score:.4f}, the sum of "
-        f"{len(explanation.contributions)} contributions of the user's positives:",
+        f"  score {explanation.score:.4f} from the user's current ratings and "
+        f"favorites, the sum of {len(explanation.contributions)} contributions:",
         file=out,
     )
     for part in explanation.contributions:

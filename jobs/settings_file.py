@@ -19,12 +19,19 @@ def check_writable(path: Path) -> None:
     """Check that ``write_model_settings`` can replace or create ``path``.
 
     Raises:
-        ConfigError: ``path`` is not a regular file, or its folder is missing
-            or not writable.
+        ConfigError: ``path`` is not a regular file or is read-only, or its
+            folder is missing or not writable.
     """
     target = path.resolve()
     if target.exists() and not target.is_file():
         raise ConfigError(f"cannot write settings to {path}: it is not a file")
+    # Replacing the file would succeed even when it is read-only, because
+    # only the folder's permissions matter to a rename.
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(
+            f"cannot write settings to {path}: the file is read-only; make it "
+            "writable or pass --config with another file"
+        )
     folder = target.parent
     if not folder.is_dir():
         raise ConfigError(

@@ -99,6 +99,20 @@ def test_split_hides_the_configured_share() -> None:
     assert (again.test != holdout.test).nnz == 0
 
 
+def test_scored_users_are_a_seeded_sample() -> None:
+    strengths = random_strengths()
+    everyone = Holdout.split(strengths, EvaluationSettings())
+    sampled = Holdout.split(strengths, EvaluationSettings(max_users=5))
+    again = Holdout.split(strengths, EvaluationSettings(max_users=5))
+
+    assert len(everyone.users) > 5
+    assert len(sampled.users) == 5
+    assert set(sampled.users) <= set(everyone.users)
+    assert sampled.users.tolist() == sorted(again.users.tolist())
+    # The split itself does not depend on the sample.
+    assert (sampled.test != everyone.test).nnz == 0
+
+
 def test_one_positive_is_too_few() -> None:
     single = sp.csr_matrix(([4.0], ([0], [0])), shape=(1, 1), dtype=np.float32)
     with pytest.raises(NothingToDoError, match="too few positives"):

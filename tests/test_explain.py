@@ -156,7 +156,11 @@ def test_explain_breaks_down_the_published_first_pick(
         lines[0]
         == f"Movie {movie_id} (2000) (movie_id {movie_id}) for user_id 1, run 1:"
     )
-    assert lines[1] == "  rank 1 of the user's published list"
+    published_score = float(lines[1].rsplit(" ", 1)[1])
+    assert (
+        lines[1]
+        == f"  rank 1 of the user's published list, score {published_score:.4f}"
+    )
     parsed = [CONTRIBUTION.fullmatch(line) for line in lines[3:]]
     contributions = [(float(m[1]), m[2]) for m in parsed if m is not None]
     # User 1 has 8 ratings of 4 or 5 stars, all positives.
@@ -164,7 +168,10 @@ def test_explain_breaks_down_the_published_first_pick(
     assert contributions[0][1] == f"Movie {because} (2000)"
     values = [value for value, _ in contributions]
     assert values == sorted(values, reverse=True)
-    score = float(lines[2].split()[1].rstrip(","))
+    score = float(lines[2].split()[1])
+    assert lines[2].startswith(f"  score {score:.4f} from the user's current ratings")
+    # The exact solve and the last ALS iteration agree closely.
+    assert score == pytest.approx(published_score, abs=0.05)
     assert sum(values) == pytest.approx(score, abs=1e-3)
 
 
@@ -176,6 +183,32 @@ def test_explain_refuses_a_user_without_positives(
     assert status == 4
     assert (
         f"user_id {LOW_RATINGS_USER} has no positive that run 1 was trained on" in err
+    )
+
+
+def test_explain_rejects_title_and_movie_id(
+    published: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main([*published, "explain", "1", "Movie 5 (2000)", "--movie-id", "6"])
+    assert status == 2
+    assert "give a TITLE or --movie-id, not both" in capsys.readouterr().err
+
+
+def test_recommend_explains_a_missing_list(
+    engine: Engine, published: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO users (user_id, name) VALUES (60, 'c')"))
+        connection.execute(
+            text("INSERT INTO favorites (user_id, movie_id) VALUES (60, 3)")
+        )
+    status = main([*published, "recommend", "60"])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert lines[1] == (
+        "  none: run 1 has no list for this user, who was added or changed after "
+        "it read its data; run: python -m jobs refresh (or wait for the next "
+        "scheduled refresh)"
     )
 
 
