@@ -202,8 +202,8 @@ def recommend_popular(
     rows = np.asarray(user_idx, dtype=np.int64)
     ids = np.zeros((len(rows), n), dtype=np.int64)
     valid = np.zeros((len(rows), n), dtype=bool)
-    # Most users fill their list from the first 2n popular items; those who
-    # have seen many of them look again at a head four times as long.
+    # Most users fill their list from the first 2n popular items. Users who
+    # have seen many of those look again at a head four times as long.
     pending = np.arange(len(rows))
     width = min(2 * n, len(popular))
     while len(pending):
