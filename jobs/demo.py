@@ -101,7 +101,8 @@ def _print_lists(engine: Engine, out: TextIO) -> None:
     )
     print(f"\nTop {DEMO_LIST_LENGTH} for {DEMO_USER!r} (user_id {user_id}):", file=out)
     for movie in movies:
-        print(f"  {movie.rank:2d}. {movie.title}", file=out)
+        reason = f"  (because you liked {movie.because})" if movie.because else ""
+        print(f"  {movie.rank:2d}. {movie.title}{reason}", file=out)
     _, title, similar = published.similar_movies(
         engine, DEMO_SIMILAR_TO, DEMO_LIST_LENGTH
     )

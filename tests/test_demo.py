@@ -34,6 +34,9 @@ def run_demo_command(
     )
 
 
+BECAUSE = "  (because you liked "
+
+
 def section(output: str, heading: str) -> list[str]:
     """Return the numbered lines printed under ``heading``."""
     lines = output.splitlines()
@@ -50,10 +53,15 @@ def section(output: str, heading: str) -> list[str]:
 def test_demo_on_real_files(tmp_path: Path, movielens_dir: Path) -> None:
     result = run_demo_command(tmp_path, "--movielens-dir", str(movielens_dir))
     assert result.returncode == 0, result.stderr
-    top = section(result.stdout, "Top 10 for 'demo'")
+    picks = section(result.stdout, "Top 10 for 'demo'")
     similar = section(result.stdout, "Movies similar to Jaws (1975)")
+    top = [pick.partition(BECAUSE)[0] for pick in picks]
+    reasons = [pick.partition(BECAUSE)[2].removesuffix(")") for pick in picks]
     assert len(top) == 10
     assert not set(top) & set(demo.DEMO_FAVORITES)
+    # Every pick cites one of the demo user's five favorites.
+    assert set(reasons) <= set(demo.DEMO_FAVORITES)
+    assert "" not in reasons
     assert len(similar) == 10
     assert "Jaws (1975)" not in similar
     assert "SYNTHETIC" not in result.stdout
