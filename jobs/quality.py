@@ -40,7 +40,7 @@ def print_evaluation(evaluation: evaluate.Evaluation, out: TextIO) -> None:
     k = evaluation.k
     print(
         f"holdout: {evaluation.n_held_out} hidden positives "
-        f"({evaluation.test_fraction:.0%}, seed {evaluation.random_state}) of "
+        f"({evaluation.test_fraction * 100:g}%, seed {evaluation.random_state}) of "
         f"{evaluation.n_users} users, top {k}, in {evaluation.seconds:.1f} s",
         file=out,
     )

@@ -338,12 +338,13 @@ def print_trials(result: TuneResult, out: TextIO) -> None:
     """Print every trial, best nDCG@K first, then the popularity baseline."""
     search = result.search
     ending = "converged" if search.converged else "stopped by the budget"
+    n_trials = len(search.trials)
     print(
         f"holdout: {result.n_held_out} hidden positives "
-        f"({result.test_fraction:.0%}, seed {result.random_state}) of "
-        f"{result.n_users} users, top {result.k}; {len(search.trials)} trials in "
-        f"{result.seconds:.0f} s of a {result.budget_seconds:g} s budget, "
-        f"search {ending}",
+        f"({result.test_fraction * 100:g}%, seed {result.random_state}) of "
+        f"{result.n_users} users, top {result.k}; {n_trials} "
+        f"{'trial' if n_trials == 1 else 'trials'} in {result.seconds:.0f} s of a "
+        f"{result.budget_seconds:.0f} s budget, search {ending}",
         file=out,
     )
 

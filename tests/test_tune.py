@@ -516,7 +516,7 @@ def test_budget_zero_tries_only_start(seeded: Engine) -> None:
     printed = run_and_parse(seeded, budget_seconds=0)
     assert len(printed.rows) == 1
     assert printed.rows[0]["marks"] == "start, best"
-    assert "1 trials in" in printed.header
+    assert "1 trial in" in printed.header
     assert "stopped by the budget" in printed.header
     assert "no trial beat it, so nothing was written" in printed.closing
 
