@@ -234,7 +234,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings, out: TextIO) -> No
 
     engine = _engine(settings)
     explanation = quality.explain(engine, args.user, args.title, movie_id=args.movie_id)
-    quality.print_explanation(explanation, out)
+    quality.print_explanation(explanation, out, limit=args.n)
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -605,4 +605,9 @@ def _add_quality_commands(commands: argparse._SubParsersAction) -> None:
         type=int,
         metavar="ID",
         help="the movie by movie_id, for a title that matches several movies",
+    )
+    explain.add_argument(
+        "-n",
+        type=positive_int,
+        help="print the n largest contributions and the sum of the rest (default: all)",
     )

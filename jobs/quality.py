@@ -191,8 +191,14 @@ def explain(
     )
 
 
-def print_explanation(explanation: Explanation, out: TextIO) -> None:
-    """Print the score of a user and movie, and every contribution to it."""
+def print_explanation(
+    explanation: Explanation, out: TextIO, limit: int | None = None
+) -> None:
+    """Print the score of a user and movie, and its largest ``limit`` contributions.
+
+    Without ``limit`` every contribution is printed; otherwise one closing
+    line sums the rest.
+    """
     print(
         f"{explanation.title} (movie_id {explanation.movie_id}) for user_id "
         f"{explanation.user_id}, run {explanation.run_id}:",
@@ -216,8 +222,13 @@ def print_explanation(explanation: Explanation, out: TextIO) -> None:
         f"favorites, the sum of {len(explanation.contributions)} contributions:",
         file=out,
     )
-    for part in explanation.contributions:
+    shown = explanation.contributions[:limit]
+    for part in shown:
         print(
             f"  {part.score:+9.4f}  {part.title}  (strength {part.strength:g})",
             file=out,
         )
+    rest = explanation.contributions[len(shown) :]
+    if rest:
+        total = sum(part.score for part in rest)
+        print(f"  {total:+9.4f}  the other {len(rest)} positives together", file=out)

@@ -186,6 +186,23 @@ def test_explain_refuses_a_user_without_positives(
     )
 
 
+def test_explain_limits_the_printed_terms(
+    published: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main([*published, "explain", "1", "Movie 21 (2000)"])
+    full = capsys.readouterr().out.splitlines()
+    status_short = main([*published, "explain", "1", "Movie 21 (2000)", "-n", "3"])
+    short = capsys.readouterr().out.splitlines()
+
+    assert status == status_short == 0
+    assert short[:6] == full[:6]
+    assert len(short) == 7
+    rest = sum(float(line.split()[0]) for line in full[6:])
+    assert short[6].endswith("  the other 5 positives together")
+    # Each printed term is rounded to 4 places, so the sums may differ a little.
+    assert float(short[6].split()[0]) == pytest.approx(rest, abs=1e-3)
+
+
 def test_explain_rejects_title_and_movie_id(
     published: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
