@@ -38,8 +38,10 @@ import pandas as pd
 import scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
 from implicit.evaluation import ranking_metrics_at_k, train_test_split
-from implicit.nearest_neighbours import bm25_weight
 from threadpoolctl import threadpool_limits
+
+from jobs.confidence import Weighting
+from jobs.evaluate import ranking_metrics
 
 log = logging.getLogger("bench.holdout")
 
@@ -50,9 +52,6 @@ MODEL_RANDOM_STATE = 42
 K = 10
 CONFIDENCE_SCHEMES = ("raw", "binary", "bm25")
 
-# The defaults of bm25_weight in implicit 0.7.3.
-BM25_K1 = 100.0
-BM25_B = 0.8
 
 # The coordinate search starts from the first value of each axis, so it starts
 # at factors=64, regularization=30, alpha=1, iterations=15 with raw confidence.
@@ -262,82 +261,18 @@ def load_positive_user_items(ratings_path: Path) -> sp.csr_matrix:
 
 
 def weight_confidence(user_items: sp.csr_matrix, confidence: str) -> sp.csr_matrix:
-    """Turn rating values into confidences under the named scheme.
-
-    ``bm25`` weights the ratings per user row, with item frequencies as the
-    inverse document frequency.
+    """Turn rating values into confidences as the job does (``jobs.confidence``).
 
     Args:
         user_items: CSR matrix of ratings, shape ``(n_users, n_items)``.
-        confidence: ``raw``, ``binary`` or ``bm25``.
+        confidence: ``raw``, ``binary`` or ``bm25``; ``raw`` is the job's
+            ``rating``.
 
     Returns:
         CSR matrix with the same shape and entries, float32.
     """
-    if confidence == "raw":
-        return user_items
-    if confidence == "binary":
-        binary = user_items.copy()
-        binary.data[:] = 1.0
-        return binary
-    if confidence == "bm25":
-        weighted = bm25_weight(user_items, K1=BM25_K1, B=BM25_B)
-        return weighted.tocsr().astype(np.float32)
-    raise ValueError(f"unknown confidence scheme {confidence!r}")
-
-
-def compute_ranking_metrics(
-    item_ids: np.ndarray, user_idx: np.ndarray, test_user_items: sp.csr_matrix
-) -> dict[str, float]:
-    """Compute precision, MAP, nDCG and AUC at K from ranked lists.
-
-    The definitions are those of ``implicit.evaluation.ranking_metrics_at_k`` in
-    implicit 0.7.3. Precision divides all hits by the sum of min(K, test
-    positives) over users. AUC counts every item that is not a test positive of
-    the user as a negative, training items included.
-
-    Args:
-        item_ids: recommended ``item_idx``, shape ``(n, K)``.
-        user_idx: the users of the rows of ``item_ids``, shape ``(n,)``. Each
-            must have at least one test positive.
-        test_user_items: CSR matrix of held-out positives,
-            shape ``(n_users, n_items)``.
-    """
-    n_lists, k = item_ids.shape
-    n_items = test_user_items.shape[1]
-    rows = np.repeat(user_idx, k)
-    hits = np.asarray(test_user_items[rows, item_ids.ravel()]).reshape(n_lists, k) != 0
-
-    n_positive = np.diff(test_user_items.indptr)[user_idx].astype(np.float64)
-    n_negative = n_items - n_positive
-    n_relevant = np.minimum(k, n_positive)
-    ranks = np.arange(1, k + 1)
-
-    # AP@K = sum over hits at rank r of (hits up to r) / r, over min(K, positives).
-    hits_so_far = np.cumsum(hits, axis=1)
-    average_precision = (hits * hits_so_far / ranks).sum(axis=1) / n_relevant
-
-    # nDCG@K = sum over hits of 1 / log2(r + 1), over the same sum for a list
-    # whose first min(K, positives) items are all hits.
-    discounts = 1.0 / np.log2(ranks + 1)
-    ideal_dcg = np.cumsum(discounts)[n_relevant.astype(int) - 1]
-    ndcg = (hits * discounts).sum(axis=1) / ideal_dcg
-
-    # Each miss in the list ranks below the hits before it. Each of the
-    # negatives outside the list ranks below every hit and half of the
-    # unranked positives.
-    n_hits = hits.sum(axis=1)
-    n_misses = k - n_hits
-    ordered_pairs = (~hits * hits_so_far).sum(axis=1)
-    ordered_pairs = ordered_pairs + (n_hits + n_positive) / 2 * (n_negative - n_misses)
-    auc = ordered_pairs / (n_positive * n_negative)
-
-    return {
-        "precision": float(n_hits.sum() / n_relevant.sum()),
-        "map": float(average_precision.mean()),
-        "ndcg": float(ndcg.mean()),
-        "auc": float(auc.mean()),
-    }
+    scheme = "rating" if confidence == "raw" else confidence
+    return Weighting.of(scheme, user_items).apply(user_items)
 
 
 def measure_popularity(
@@ -345,9 +280,9 @@ def measure_popularity(
 ) -> Measurement:
     """Measure the popularity baseline with ``ranking_metrics_at_k``.
 
-    ``compute_ranking_metrics`` computes the same metrics again, so a mismatch
-    shows that the baseline or the protocol is not what ``ranking_metrics_at_k``
-    expects.
+    The job's own ``jobs.evaluate.ranking_metrics`` computes precision, MAP
+    and nDCG again, so a mismatch shows that the baseline, the protocol or the
+    job's evaluation differs from ``ranking_metrics_at_k``.
 
     Raises:
         RuntimeError: the two computations of the metrics differ.
@@ -358,14 +293,17 @@ def measure_popularity(
 
     evaluated_users = np.flatnonzero(np.diff(test.indptr))
     item_ids, _ = model.recommend(evaluated_users, train[evaluated_users], N=K)
-    by_hand = compute_ranking_metrics(item_ids, evaluated_users, test)
-    for name, value in metrics.items():
-        if not np.isclose(value, by_hand[name], rtol=1e-9, atol=1e-12):
+    job = ranking_metrics(
+        item_ids, np.ones(item_ids.shape, dtype=bool), evaluated_users, test
+    )
+    for name in ("precision", "map", "ndcg"):
+        value, by_job = metrics[name], getattr(job, name)
+        if not np.isclose(value, by_job, rtol=1e-9, atol=1e-12):
             raise RuntimeError(
                 f"popularity {name}: ranking_metrics_at_k gives {value}, "
-                f"the independent computation gives {by_hand[name]}"
+                f"jobs.evaluate gives {by_job}"
             )
-    log.info("Popularity metrics match the independent computation: %s", by_hand)
+    log.info("Popularity metrics match jobs.evaluate: %s", job)
     return Measurement("popularity", metrics, fit_timings)
 
 

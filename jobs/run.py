@@ -190,12 +190,20 @@ def _stages(
     summary.counts["n_recommendations"] = timed(
         "recommend",
         lambda: _write_recommendations(
-            engine, summary.run_id, als, interactions, confidences, output.n
+            engine,
+            summary.run_id,
+            als,
+            interactions,
+            confidences,
+            weighting.item_support,
+            output.n,
         ),
     )
     summary.counts["n_similar"] = timed(
         "similar",
-        lambda: _write_similar(engine, summary.run_id, als, interactions, output),
+        lambda: _write_similar(
+            engine, summary.run_id, als, interactions, weighting.item_support, output
+        ),
     )
     summary.timings["total"] = round(time.perf_counter() - started, 3)
     timed(
@@ -261,6 +269,7 @@ def _write_recommendations(
     als: Any,
     interactions: dataset.Interactions,
     confidences: Any,
+    support: np.ndarray,
     n: int,
 ) -> int:
     warm = interactions.users_with_positives()
@@ -272,9 +281,7 @@ def _write_recommendations(
             because = model.top_contributors(als, confidences, batch)
             yield lists.recommendation_columns(batch, interactions, "als", because)
         if len(cold_idx):
-            popular = model.recommend_popular(
-                interactions.item_support(), cold_idx, interactions.seen, n
-            )
+            popular = model.recommend_popular(support, cold_idx, interactions.seen, n)
             yield lists.recommendation_columns(popular, interactions, "popular")
 
     with engine.begin() as connection:
@@ -295,10 +302,10 @@ def _write_similar(
     run_id: int,
     als: Any,
     interactions: dataset.Interactions,
+    support: np.ndarray,
     output: Any,
 ) -> int:
     # Only movies with enough positives have factors worth comparing.
-    support = interactions.item_support()
     eligible = np.flatnonzero(support >= output.similar_min_support).astype(np.int64)
 
     def batches() -> Iterator[lists.Columns]:
