@@ -185,7 +185,7 @@ def confidence_and_seen(
     """Build the strength matrix and the seen matrix from rating and favorite pairs.
 
     A rating of at least ``min_rating`` is a positive with its star value as
-    strength; a favorite has ``favorite_weight``, and a pair that is both gets
+    strength. A favorite has ``favorite_weight``, and a pair that is both gets
     the larger. Seen marks every rated (at any rating) or favorited pair.
 
     Returns:

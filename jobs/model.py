@@ -283,8 +283,8 @@ def split_holdout(
     return train, test
 
 
-# Entries (users x longest row) per block of top_contributors; bounds memory
-# to about this many x factors x 8 bytes.
+# Entries (users x longest row) per block of top_contributors. It bounds each
+# block's largest array to this many x factors float32 values (8 MiB at 64).
 CONTRIBUTOR_BLOCK_ENTRIES = 1 << 15
 
 
@@ -322,7 +322,7 @@ def top_contributors(
             factors, base, model.alpha, confidences, batch, block
         )
 
-    # numpy and LAPACK release the GIL, so blocks run on every core; BLAS
+    # numpy and LAPACK release the GIL, so blocks run on every core. BLAS
     # itself stays on one thread per block.
     with threadpool_limits(1, "blas"), ThreadPoolExecutor(_workers()) as pool:
         list(pool.map(solve, _length_blocks(lengths)))
@@ -363,7 +363,7 @@ def _block_contributors(
     starts = confidences.indptr[users]
     lengths = confidences.indptr[users + 1] - starts
     longest = max(int(lengths.max()), 1)
-    # (users, longest) positions into the CSR arrays; padding is masked out.
+    # (users, longest) positions into the CSR arrays. Padding is masked out.
     offsets = np.arange(longest)
     present = offsets[None, :] < lengths[:, None]
     entry = np.where(present, starts[:, None] + offsets[None, :], 0)

@@ -196,8 +196,8 @@ def print_explanation(
 ) -> None:
     """Print the score of a user and movie, and its largest ``limit`` contributions.
 
-    Without ``limit`` every contribution is printed; otherwise one closing
-    line sums the rest.
+    Without ``limit`` every contribution is printed. With it, one closing line
+    sums the rest.
     """
     print(
         f"{explanation.title} (movie_id {explanation.movie_id}) for user_id "
@@ -222,13 +222,13 @@ def print_explanation(
         f"favorites, the sum of {len(explanation.contributions)} contributions:",
         file=out,
     )
-    shown = explanation.contributions[:limit]
-    for part in shown:
+    printed = explanation.contributions[:limit]
+    for part in printed:
         print(
             f"  {part.score:+9.4f}  {part.title}  (strength {part.strength:g})",
             file=out,
         )
-    rest = explanation.contributions[len(shown) :]
+    rest = explanation.contributions[len(printed) :]
     if rest:
         total = sum(part.score for part in rest)
         print(f"  {total:+9.4f}  the other {len(rest)} positives together", file=out)

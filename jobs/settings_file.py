@@ -101,7 +101,7 @@ def _replace_text(target: Path, text: str, path: Path) -> None:
     except OSError as exc:
         raise _write_error(path, exc) from exc
     finally:
-        # Gone after a successful replace; left over after any failure.
+        # Gone after a successful replace, left over after any failure.
         Path(temporary).unlink(missing_ok=True)
 
 
